@@ -23,8 +23,8 @@ The vehicle model, per physics step ``dt``:
   ``v = 0`` and no hard switch.
 * Integration: the stiff lateral/yaw pair ``(v_y, r)`` takes a linearly implicit Euler
   step with the analytic 2x2 Jacobian of the tyre forces (stable at every speed); ``v_x``
-  an explicit step with Coulomb resistances; pose a semi-implicit step with the new
-  velocities.
+  an explicit step with Coulomb resistances; the body-frame rotation of the velocity
+  (``-r x v``) an exact rotation; pose a semi-implicit step with the new velocities.
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ def vehicle_substep(F, c, P, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f,
     # the lateral-force and vy*r terms belong to the dynamic model; the kinematic model
     # (low speed) moves along the body axis
     w = smoothstep((speed - P[P_VLO]) / (P[P_VHI] - P[P_VLO]))
-    ax_other = (drive_r - w * fyf * sd - drag) / m + w * vy * r
+    ax_other = (drive_r - w * fyf * sd - drag) / m
     resist = (brake_f * cd + coul_r + roll) / m
     vx_new = vx + dt * ax_other
     dv = dt * resist
@@ -299,7 +299,7 @@ def vehicle_substep(F, c, P, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f,
 
     # --- lateral and yaw: blend dynamic <-> kinematic, linearly implicit step
     tau = P[P_TAU]
-    ay_dyn = (fyr + fyf * cd + fxf_body_y) / m - vx * r
+    ay_dyn = (fyr + fyf * cd + fxf_body_y) / m
     rd_dyn = (lf * (fyf * cd + fxf_body_y) - lr * fyr) / iz
     r_kin = vx * math.tan(delta) / wb
     vy_kin = lr * r_kin
@@ -314,7 +314,7 @@ def vehicle_substep(F, c, P, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f,
     kf = -capf * scf * sf * gf  # dFyf/dvy
     kr = -capr * scr * sr * gr  # dFyr/dvy
     j11 = w * (kr + kf * cd) / m - (1.0 - w) / tau
-    j12 = w * ((-lr * kr + lf * kf * cd) / m - vx)
+    j12 = w * (-lr * kr + lf * kf * cd) / m
     j21 = w * (lf * kf * cd - lr * kr) / iz
     j22 = w * (lf * lf * kf * cd + lr * lr * kr) / iz - (1.0 - w) / tau
     a11 = 1.0 - dt * j11
@@ -326,8 +326,16 @@ def vehicle_substep(F, c, P, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f,
     b2 = dt * f2
     dvy = (b1 * a22 - a12 * b2) / det
     dr = (a11 * b2 - a21 * b1) / det
-    vy_new = vy + dvy
+    vy_force = vy + dvy
     r_new = r + dr
+    # the body frame turns with the car: rotate (vx, vy) by -r dt exactly (the -w x v term
+    # of the body-frame equations; an explicit step here would pump energy into a spin)
+    ang = -w * r_new * dt
+    ca = math.cos(ang)
+    sa = math.sin(ang)
+    vx_force = vx_new
+    vx_new = ca * vx_force - sa * vy_force
+    vy_new = sa * vx_force + ca * vy_force
 
     # --- pose (semi-implicit: new velocities)
     cy = math.cos(yaw)
@@ -339,12 +347,12 @@ def vehicle_substep(F, c, P, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f,
     F[F_VY, c] = vy_new
     F[F_R, c] = r_new
     F[F_STEER, c] = delta
-    ax = (vx_new - vx) / dt - vy * r
+    ax = (vx_force - vx) / dt
     k = dt / 0.05
     if k > 1.0:
         k = 1.0
     F[F_AX, c] = ax_f + (ax - ax_f) * k
-    F[F_AY, c] = (vy_new - vy) / dt + vx_new * r_new
+    F[F_AY, c] = w * (vy_force - vy) / dt + (1.0 - w) * vx_new * r_new
     F[F_FZF, c] = fzf
     F[F_FZR, c] = fzr
     F[F_ALPHAF, c] = alpha_f

@@ -130,7 +130,8 @@ class TrackPack(NamedTuple):
     offset: np.ndarray  # (T,) int64
     count: np.ndarray  # (T,) int64
     ds: np.ndarray  # (T,) [m]
-    wall: np.ndarray  # (T,) [m] wall margin
+    wall_left: np.ndarray  # [m] centreline to the left wall
+    wall_right: np.ndarray  # [m] centreline to the right wall
     sectors: np.ndarray  # (T, MAX_SECTORS) [m] sector start s; unused slots = +inf
     nsec: np.ndarray  # (T,) int64
 
@@ -143,13 +144,26 @@ class TrackPack(NamedTuple):
             if t.num_sectors > MAX_SECTORS:
                 raise ConfigError(f"track '{t.name}' has {t.num_sectors} sectors; at most {MAX_SECTORS} are supported")
             sectors[k, : t.num_sectors] = t.sector_starts_s
-        cat = lambda name: np.ascontiguousarray(np.concatenate([getattr(t, name) for t in tracks]))  # noqa: E731
+        cat = lambda arrays: np.ascontiguousarray(np.concatenate(arrays))  # noqa: E731
         return TrackPack(
-            cat("x"), cat("y"), np.ascontiguousarray(np.concatenate([np.mod(t.heading, 2 * np.pi) for t in tracks])),
-            cat("kappa"), cat("w_left"), cat("w_right"), offsets, counts,
-            np.array([t.ds for t in tracks]), np.array([t.wall_margin_m for t in tracks]), sectors,
-            np.array([t.num_sectors for t in tracks], dtype=np.int64),
+            cat([t.x for t in tracks]), cat([t.y for t in tracks]), cat([np.mod(t.heading, 2 * np.pi) for t in tracks]),
+            cat([t.kappa for t in tracks]), cat([t.w_left for t in tracks]), cat([t.w_right for t in tracks]),
+            offsets, counts, np.array([t.ds for t in tracks]),
+            cat([wall_distance(t.w_left, t.wall_margin_m, t.kappa) for t in tracks]),
+            cat([wall_distance(t.w_right, t.wall_margin_m, -t.kappa) for t in tracks]),
+            sectors, np.array([t.num_sectors for t in tracks], dtype=np.int64),
         )
+
+
+def wall_distance(width: np.ndarray, margin: float, kappa_towards: np.ndarray) -> np.ndarray:
+    """Distance [m] from the centreline to a wall ``margin`` beyond the edge, pulled in on
+    the inside of tight bends so that it stays at least half the radius away from the centre
+    of curvature (the walls are half-planes in the local track frame, which would otherwise
+    fold over in hairpins). ``kappa_towards`` is the curvature towards that side."""
+    wall = width + margin
+    inside = kappa_towards > 0
+    limit = np.where(inside, 0.5 / np.maximum(kappa_towards, 1e-12), np.inf)
+    return np.maximum(np.minimum(wall, limit), width + 0.5)
 
 
 # ============================================================================ kernel
@@ -233,13 +247,12 @@ def _project(px, py, i0, xs, ys, off, n):
 
 @nb.njit(cache=True, nogil=True)
 def _race_step(b, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off,
-               pk_n, pk_ds, pk_wall, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev):
+               pk_n, pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev):
     t_idx = race_track[b]
     off = pk_off[t_idx]
     n = pk_n[t_idx]
     ds = pk_ds[t_idx]
     length = n * ds
-    wall_m = pk_wall[t_idx]
     nsec = pk_nsec[t_idx]
     c0 = b * n_cars
     c1 = c0 + n_cars
@@ -330,10 +343,10 @@ def _race_step(b, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_
                         ev[b, k, E_AUX] = I[I_LAP_VALID, c]
                         ev[b, k, E_INDEX] = I[I_LAPS, c]
                         ev[b, k, E_SA] = s_new
-                    _start_lap(F, I, c, line, tc, pk_sec, t_idx, nsec)
+                    _start_lap(F, I, c, line, tc, pk_sec, t_idx, nsec, length)
                 elif I[I_TIMING, c] == 0:
                     I[I_TIMING, c] = 1
-                    _start_lap(F, I, c, line, tc, pk_sec, t_idx, nsec)
+                    _start_lap(F, I, c, line, tc, pk_sec, t_idx, nsec, length)
                 F[F_NEXT_LINE, c] = line + length
             if I[I_TIMING, c] == 1:
                 while dist >= F[F_NEXT_SECTOR, c] and I[I_SECTOR, c] < nsec - 1:
@@ -347,7 +360,7 @@ def _race_step(b, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_
                     I[I_SECTOR, c] += 1
                     F[F_SECTOR_T0, c] = tc
                     sec = I[I_SECTOR, c]
-                    F[F_NEXT_SECTOR, c] = F[F_NEXT_LINE, c] - length + pk_sec[t_idx, sec + 1] if sec + 1 < nsec else np.inf
+                    F[F_NEXT_SECTOR, c] = F[F_NEXT_LINE, c] - length + pk_sec[t_idx, sec + 1] if sec + 1 < nsec else F[F_NEXT_LINE, c]
 
             # ---- track limits: centre beyond an edge; corner cut if on the inside of a bend
             off_side = 0
@@ -381,7 +394,9 @@ def _race_step(b, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_
                 I[I_OFF, c] = 0
 
             # ---- walls (half-planes in the local track frame), impulse at the deepest corner
-            _walls(F, I, P, c, b, th, d, wl + wall_m, wr + wall_m, s_new, cfg, ev, evn, max_ev, t_now, dt)
+            wall_l = pk_wall_l[off + seg] * (1.0 - u) + pk_wall_l[off + j] * u
+            wall_r = pk_wall_r[off + seg] * (1.0 - u) + pk_wall_r[off + j] * u
+            _walls(F, I, P, c, b, th, d, wall_l, wall_r, s_new, cfg, ev, evn, max_ev, t_now, dt)
             # lateral velocity relative to the track
             yaw = F[F_YAW, c]
             vxw = F[F_VX, c] * math.cos(yaw) - F[F_VY, c] * math.sin(yaw)
@@ -441,13 +456,14 @@ def _race_step(b, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_
 
 
 @nb.njit(cache=True, nogil=True)
-def _start_lap(F, I, c, line, tc, pk_sec, t_idx, nsec):
+def _start_lap(F, I, c, line, tc, pk_sec, t_idx, nsec, length):
     F[F_LAP_D0, c] = line
     F[F_LAP_T0, c] = tc
     F[F_SECTOR_T0, c] = tc
     I[I_SECTOR, c] = 0
     I[I_LAP_VALID, c] = 0 if I[I_OFF, c] != 0 else 1
-    F[F_NEXT_SECTOR, c] = line + pk_sec[t_idx, 1] if nsec > 1 else np.inf
+    # the last sector ends at the line (handled by the line logic)
+    F[F_NEXT_SECTOR, c] = line + pk_sec[t_idx, 1] if nsec > 1 else line + length
 
 
 @nb.njit(cache=True, nogil=True)
@@ -552,12 +568,12 @@ def _walls(F, I, P, c, b, th, d, wall_left, wall_right, s, cfg, ev, evn, max_ev,
 
 @nb.njit(cache=True, nogil=True, parallel=True)
 def step_all(F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off, pk_n,
-             pk_ds, pk_wall, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev):
+             pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev):
     """Advance every race by one control step (``n_sub`` physics steps of ``dt``)."""
     n_races = race_track.shape[0]
     for b in nb.prange(n_races):
         _race_step(b, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off,
-                   pk_n, pk_ds, pk_wall, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev)
+                   pk_n, pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev)
 
 
 # ============================================================================ Python API
@@ -709,7 +725,7 @@ class RaceSim:
         dist = np.where(s_mod > 0.5 * L, s_mod - L, s_mod)
         F[F_DIST, cars] = dist
         F[F_NEXT_LINE, cars] = (np.floor(dist / L) + 1.0) * L
-        F[F_NEXT_SECTOR, cars] = np.inf
+        F[F_NEXT_SECTOR, cars] = F[F_NEXT_LINE, cars]
         F[F_LAP_D0, cars] = dist
         I[I_SEG, cars] = (np.floor(s_mod / track.ds).astype(np.int64)) % track.n
         I[I_ACTIVE, cars] = act
@@ -722,7 +738,8 @@ class RaceSim:
             base = np.where(dist < 0, F[F_NEXT_LINE, cars], F[F_NEXT_LINE, cars] - L)
             k = np.clip(np.searchsorted(sec, dist - base, side="right") - 1, 0, len(sec) - 1)
             I[I_SECTOR, cars] = k
-            F[F_NEXT_SECTOR, cars] = np.where(k + 1 < len(sec), base + sec[np.minimum(k + 1, len(sec) - 1)], np.inf)
+            F[F_NEXT_SECTOR, cars] = np.where(k + 1 < len(sec), base + sec[np.minimum(k + 1, len(sec) - 1)],
+                                              F[F_NEXT_LINE, cars])
         # axle loads at rest (observations read them before the first step)
         P = self.P[cars]
         wb = P[:, dy.P_LF] + P[:, dy.P_LR]
@@ -749,7 +766,8 @@ class RaceSim:
         np.clip(u, -1.0, 1.0, out=self._U)
         pk = self._pack
         step_all(self.F, self.I, self._U, self.P, self.race_track, self.race_time, pk.x, pk.y, pk.heading,
-                 pk.kappa, pk.w_left, pk.w_right, pk.offset, pk.count, pk.ds, pk.wall, pk.sectors, pk.nsec,
+                 pk.kappa, pk.w_left, pk.w_right, pk.offset, pk.count, pk.ds, pk.wall_left, pk.wall_right,
+                 pk.sectors, pk.nsec,
                  self._cfg, self.cars_per_race, self.config.substeps, self.config.dt, self._ev, self._evn,
                  self._max_ev)
         return self._collect_events()
