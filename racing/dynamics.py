@@ -133,6 +133,7 @@ P_H = _P["cg_height_m"]
 P_LEN = _P["length_m"]
 P_WID = _P["width_m"]
 P_MU = _P["mu"]
+P_RGR = _P["rear_grip_ratio"]
 P_BF = _P["pacejka_b_front"]
 P_BR = _P["pacejka_b_rear"]
 P_C = _P["pacejka_c"]
@@ -215,7 +216,7 @@ def vehicle_substep(F, c, P, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f,
     if fzr < fz_min:
         fzr = fz_min
     muf = P[P_MU] * mu_scale_f
-    mur = P[P_MU] * mu_scale_r
+    mur = P[P_MU] * P[P_RGR] * mu_scale_r
     capf = muf * fzf
     capr = mur * fzr
 

@@ -140,7 +140,7 @@ def project_local(px, py, i0, xs, ys):
 class Track:
     """A closed circuit sampled every ``ds`` metres (see the module docstring).
 
-    Build one with :func:`build_track` (or :func:`racing.tracks.load_track` from a spec);
+    Build one with :func:`build_track` (or :func:`racing.trackio.load_track` from a spec);
     the arrays are read-only.
     """
 

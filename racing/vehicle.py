@@ -39,7 +39,8 @@ class VehicleParams:
     length_m: float = 4.6  # [m] footprint length (collisions, track limits)
     width_m: float = 2.0  # [m] footprint width
     # --- tyres: Pacejka magic formula (lateral), friction ellipse for combined slip
-    mu: float = 1.6  # [-] peak friction coefficient (lateral and longitudinal)
+    mu: float = 1.6  # [-] peak friction coefficient of the front tyres (lateral and longitudinal)
+    rear_grip_ratio: float = 1.06  # [-] rear peak friction / front (wider rear tyres: stable at the limit)
     pacejka_b_front: float = 12.0  # [1/rad] stiffness factor B, front axle
     pacejka_b_rear: float = 13.0  # [1/rad] stiffness factor B, rear axle
     pacejka_c: float = 1.6  # [-] shape factor C (> 1 so the curve has a peak)
@@ -72,7 +73,7 @@ class VehicleParams:
                 raise ConfigError(f"vehicle '{self.name}': {f.name} must be a finite number, got {v!r}")
             object.__setattr__(self, f.name, float(v))
         positive = [
-            "mass_kg", "yaw_inertia_kgm2", "lf_m", "lr_m", "length_m", "width_m", "mu",
+            "mass_kg", "yaw_inertia_kgm2", "lf_m", "lr_m", "length_m", "width_m", "mu", "rear_grip_ratio",
             "pacejka_b_front", "pacejka_b_rear", "max_power_w", "max_drive_force_n", "max_brake_force_n",
             "air_density_kgpm3", "max_steer_rad", "max_steer_rate_radps", "kinematic_tau_s", "blend_high_mps",
         ]
@@ -117,15 +118,35 @@ class VehicleParams:
                 hi = v
         return 0.5 * (lo + hi)
 
-    def grip_limited_speed(self, radius_m: float) -> float:
-        """Closed-form steady cornering speed on radius ``R`` [m/s]: m v^2 / R = mu (m g + q ClA).
+    def _axles(self):
+        """(friction, share of the weight, share of the downforce) for front and rear."""
+        wb = self.wheelbase_m
+        return (
+            (self.mu, self.lr_m / wb, self.aero_balance_front),
+            (self.mu * self.rear_grip_ratio, self.lf_m / wb, 1.0 - self.aero_balance_front),
+        )
 
-        Infinite when downforce grows faster than the centripetal demand.
-        """
-        k = self.mu * 0.5 * self.air_density_kgpm3 * self.lift_area_m2 * radius_m / self.mass_kg
-        if k >= 1.0:
-            return math.inf
-        return math.sqrt(self.mu * G * radius_m / (1.0 - k))
+    def max_lateral_accel(self, speed_mps) -> "float | np.ndarray":
+        """Steady-state lateral acceleration limit at ``speed`` [m/s^2]: the first axle to
+        saturate, each carrying its share ``m a l_other / L`` of the centripetal force with
+        grip ``mu F_z`` (weight plus its share of the downforce)."""
+        q = 0.5 * self.air_density_kgpm3 * np.asarray(speed_mps, dtype=np.float64) ** 2
+        out = None
+        for mu, w_share, a_share in self._axles():
+            a = mu * (G + q * self.lift_area_m2 * a_share / (self.mass_kg * w_share))
+            out = a if out is None else np.minimum(out, a)
+        return out if np.ndim(out) else float(out)
+
+    def grip_limited_speed(self, radius_m: float) -> float:
+        """Closed-form steady cornering speed on radius ``R`` [m/s]: ``v^2 / R`` equals
+        :meth:`max_lateral_accel` (v). Infinite when downforce outgrows the demand."""
+        best = math.inf
+        for mu, w_share, a_share in self._axles():
+            k = mu * 0.5 * self.air_density_kgpm3 * self.lift_area_m2 * a_share / (self.mass_kg * w_share)
+            denom = 1.0 / radius_m - k
+            if denom > 0:
+                best = min(best, math.sqrt(mu * G / denom))
+        return best
 
     def to_array(self) -> np.ndarray:
         """Pack as a float64 row in :data:`PARAM_INDEX` order (for the kernels)."""

@@ -50,7 +50,7 @@ def test_starts_from_rest_and_turns_at_walking_pace(big_ring, veh):
 @pytest.mark.parametrize("veh", PRESETS)
 def test_steady_cornering_matches_grip_limited_speed(veh):
     """Ramp the speed on a 100 m ring: the largest lateral acceleration the car sustains is
-    the closed form mu (g + q ClA / m) within a few percent, and never above it."""
+    the closed form (first axle to reach mu F_z) within a few percent, never above it."""
     vp = load_vehicle(veh)
     radius = 100.0
     track = ring_track(radius, 20.0)
@@ -62,7 +62,7 @@ def test_steady_cornering_matches_grip_limited_speed(veh):
         sim.step(pure_pursuit(sim, [0], vc * (0.7 + 0.4 * k / 800), lookahead_s=0.3))
         rho = math.hypot(sim.x[0], sim.y[0])
         v = sim.speed[0]
-        limit = vp.mu * (G + 0.5 * vp.air_density_kgpm3 * vp.lift_area_m2 * v * v / vp.mass_kg)
+        limit = vp.max_lateral_accel(v)
         best = max(best, v * v / rho / limit)
     assert 0.94 < best <= 1.01
 
