@@ -15,9 +15,10 @@ from racing.autopilot import pure_pursuit
 from racing.errors import ConfigError
 
 
-def centreline_speed_profile(track, vehicle, *, grip_fraction: float = 0.8) -> np.ndarray:
+def centreline_speed_profile(track, vehicle, *, grip_fraction: float = 0.6) -> np.ndarray:
     """A conservative target speed per track sample [m/s]: the steady cornering speed of the
-    centreline curvature (with ``grip_fraction`` of the grip), limited by braking ahead."""
+    centreline curvature (with ``grip_fraction`` of the grip), limited by braking ahead.
+    The reference lap (the physical limit on the racing line) is a different, faster profile."""
     k = np.abs(track.kappa)
     radius = 1.0 / np.maximum(k, 1e-6)
     v_corner = np.array([vehicle.replace(mu=vehicle.mu * grip_fraction).grip_limited_speed(r) for r in radius])
@@ -45,11 +46,11 @@ def run_demo(track_spec: str = "club", vehicle_spec: str = "gt3", laps: int = 3,
     sim = RaceSim(track, vehicle, num_races=1, cars_per_race=1)
     sim.reset_race(0, s=[track.length - 30.0], d=[0.0], speed=[0.0], standing=False)
     print(f"demo: {vehicle.name} on {track.name} ({track.length:.0f} m, {len(track.corners)} corners), "
-          f"autopilot at 80% of the grip, flying laps", file=out)
+          f"autopilot on the centreline at 60% of the grip, flying laps", file=out)
     max_steps = int((laps + 1.5) * track.length / 10.0 * sim.config.control_hz) + 600
     for _ in range(max_steps):
-        idx = int(sim.s[0] / track.ds + 15) % track.n
-        u = pure_pursuit(sim, [0], profile[idx], lookahead_s=0.35)
+        idx = int((sim.s[0] + 0.2 * sim.speed[0]) / track.ds) % track.n  # anticipate 0.2 s
+        u = pure_pursuit(sim, [0], profile[idx], lookahead_s=0.5, speed_gain=0.5)
         before = len(sim.laps[0])
         sim.step(u)
         if len(sim.laps[0]) > before:
