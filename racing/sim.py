@@ -639,6 +639,7 @@ class RaceSim:
         self._ev = np.zeros((self.num_races, self._max_ev, NUM_E))
         self._evn = np.zeros(self.num_races, dtype=np.int64)
         self._U = np.zeros((self.num_cars, 2))
+        self._no_events = StepEvents(np.zeros((0, NUM_E)), np.zeros(0, dtype=np.int64), 0)
         self.laps: list[list[LapRecord]] = [[] for _ in range(self.num_cars)]
         self._sector_buf: list[list[float]] = [[] for _ in range(self.num_cars)]
         for b in range(self.num_races):
@@ -760,7 +761,9 @@ class RaceSim:
                 ``[steer, throttle_brake]`` in [-1, 1] (clipped). NaN or inf raises.
         """
         u = np.asarray(controls, dtype=np.float64).reshape(self.num_cars, 2)
-        if not np.all(np.isfinite(u)):
+        # one cheap reduction on the hot path; the sum of finite values is finite unless it
+        # overflows, in which case the exact check below decides
+        if not math.isfinite(u.sum()) and not np.all(np.isfinite(u)):
             bad = np.argwhere(~np.isfinite(u))[0]
             raise ValueError(f"controls must be finite; car {bad[0]} has {u[bad[0]].tolist()}")
         np.clip(u, -1.0, 1.0, out=self._U)
@@ -773,11 +776,10 @@ class RaceSim:
         return self._collect_events()
 
     def _collect_events(self) -> StepEvents:
+        if not self._evn.any():  # the common case: nothing happened
+            return self._no_events
         counts = np.minimum(self._evn, self._max_ev)
         dropped = int(np.sum(self._evn - counts))
-        total = int(counts.sum())
-        if total == 0:
-            return StepEvents(np.zeros((0, NUM_E)), np.zeros(0, dtype=np.int64), dropped)
         rows = np.concatenate([self._ev[b, : counts[b]] for b in range(self.num_races) if counts[b]])
         race = np.repeat(np.arange(self.num_races), counts)
         # lap bookkeeping (sector times go with the lap they belong to)
