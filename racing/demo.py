@@ -33,13 +33,14 @@ def centreline_speed_profile(track, vehicle, *, grip_fraction: float = 0.6) -> n
     return v
 
 
-def run_demo(track_spec: str = "club", vehicle_spec: str = "gt3", laps: int = 3, out=sys.stdout) -> list:
+def run_demo(track_spec: str = "club", vehicle_spec: str = "gt3", laps: int = 3, out=None) -> list:
     from racing.sim import RaceSim
     from racing.trackio import load_track
     from racing.vehicle import load_vehicle
 
     if laps < 1:
         raise ConfigError(f"--laps must be >= 1, got {laps}")
+    out = out if out is not None else sys.stdout
     track = load_track(track_spec)
     vehicle = load_vehicle(vehicle_spec)
     profile = centreline_speed_profile(track, vehicle)

@@ -569,11 +569,26 @@ def _walls(F, I, P, c, b, th, d, wall_left, wall_right, s, cfg, ev, evn, max_ev,
 @nb.njit(cache=True, nogil=True, parallel=True)
 def step_all(F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off, pk_n,
              pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev):
-    """Advance every race by one control step (``n_sub`` physics steps of ``dt``)."""
+    """Advance every race by one control step (``n_sub`` physics steps of ``dt``), races in
+    parallel threads."""
     n_races = race_track.shape[0]
     for b in nb.prange(n_races):
         _race_step(b, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off,
                    pk_n, pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev)
+
+
+@nb.njit(cache=True, nogil=True)
+def step_all_serial(F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off, pk_n,
+                    pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev):
+    """:func:`step_all` in the calling thread (small batches: no thread hand-off)."""
+    for b in range(race_track.shape[0]):
+        _race_step(b, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off,
+                   pk_n, pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev)
+
+
+#: Batches with fewer cars than this step in the calling thread: handing a small batch to
+#: worker threads costs more than it saves (and much more on a loaded machine).
+PARALLEL_MIN_CARS = 64
 
 
 # ============================================================================ Python API
@@ -606,19 +621,24 @@ class RaceSim:
             of a race (``cars_per_race`` entries), or one per car overall.
         num_races, cars_per_race: batch shape ``B x N``.
         config: :class:`SimConfig`.
+        parallel: step races in numba threads (default: when there are several races and
+            at least ``PARALLEL_MIN_CARS`` cars). Results are identical either way.
 
     Cars are indexed globally ``c = race * cars_per_race + car``. Arrays returned by the
     properties are views of the state: copy them to keep them.
     """
 
     def __init__(self, tracks, vehicles="gt3", num_races: int = 1, cars_per_race: int = 1,
-                 config: SimConfig | None = None):
+                 config: SimConfig | None = None, parallel: bool | None = None):
         if int(num_races) < 1 or int(cars_per_race) < 1:
             raise ConfigError(f"num_races and cars_per_race must be >= 1, got {num_races} x {cars_per_race}")
         self.config = config or SimConfig()
         self.num_races = int(num_races)
         self.cars_per_race = int(cars_per_race)
         self.num_cars = self.num_races * self.cars_per_race
+        # races in numba threads only when it pays: several races, enough cars, >1 thread
+        self.parallel = bool(parallel) if parallel is not None else (
+            self.num_races > 1 and self.num_cars >= PARALLEL_MIN_CARS and nb.get_num_threads() > 1)
         if isinstance(tracks, Track):
             tracks = [tracks] * self.num_races
         tracks = list(tracks)
@@ -657,6 +677,18 @@ class RaceSim:
         raise ConfigError(
             f"got {len(vs)} vehicles: give one, one per car of a race ({self.cars_per_race}), or one per car ({self.num_cars})"
         )
+
+    @property
+    def pack(self) -> TrackPack:
+        """The packed track tables the kernels read (read-only by convention)."""
+        return self._pack
+
+    def set_tracks(self, per_race: Sequence[Track]) -> None:
+        """Put every race on its own track in one repack (then reset the races)."""
+        per_race = list(per_race)
+        if len(per_race) != self.num_races:
+            raise ConfigError(f"got {len(per_race)} tracks for {self.num_races} races")
+        self._set_tracks(per_race)
 
     def _set_tracks(self, per_race: list[Track]):
         uniq: list[Track] = []
@@ -768,7 +800,8 @@ class RaceSim:
             raise ValueError(f"controls must be finite; car {bad[0]} has {u[bad[0]].tolist()}")
         np.clip(u, -1.0, 1.0, out=self._U)
         pk = self._pack
-        step_all(self.F, self.I, self._U, self.P, self.race_track, self.race_time, pk.x, pk.y, pk.heading,
+        kernel = step_all if self.parallel else step_all_serial
+        kernel(self.F, self.I, self._U, self.P, self.race_track, self.race_time, pk.x, pk.y, pk.heading,
                  pk.kappa, pk.w_left, pk.w_right, pk.offset, pk.count, pk.ds, pk.wall_left, pk.wall_right,
                  pk.sectors, pk.nsec,
                  self._cfg, self.cars_per_race, self.config.substeps, self.config.dt, self._ev, self._evn,

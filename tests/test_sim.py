@@ -231,3 +231,15 @@ def test_fuzz_random_and_extreme_controls_stay_finite(seed, radius, veh, speed, 
 def test_sim_config_substeps():
     cfg = SimConfig(control_hz=20.0, physics_hz=200.0)
     assert cfg.substeps == 10 and cfg.dt == pytest.approx(0.005)
+
+
+def test_parallel_and_serial_kernels_agree_bit_for_bit(ring100):
+    rng = np.random.default_rng(5)
+    controls = rng.uniform(-1, 1, (60, 8 * 3, 2))
+    states = []
+    for parallel in (False, True):
+        sim = RaceSim(ring100, "gt3", 8, 3, parallel=parallel)
+        for u in controls:
+            sim.step(u)
+        states.append((sim.F.copy(), sim.I.copy()))
+    assert np.array_equal(states[0][0], states[1][0]) and np.array_equal(states[0][1], states[1][1])
