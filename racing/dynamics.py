@@ -24,7 +24,7 @@ The vehicle model, per physics step ``dt``:
 * Integration: the stiff lateral/yaw pair ``(v_y, r)`` takes a linearly implicit Euler
   step with the analytic 2x2 Jacobian of the tyre forces (stable at every speed); ``v_x``
   an explicit step with Coulomb resistances; the body-frame rotation of the velocity
-  (``-r x v``) an exact rotation; pose a semi-implicit step with the new velocities.
+  (``-r x v``) a norm-preserving (Cayley) rotation; pose a semi-implicit step with the new velocities.
 """
 
 from __future__ import annotations
@@ -302,7 +302,7 @@ def vehicle_substep(F, c, P, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f,
     tau = P[P_TAU]
     ay_dyn = (fyr + fyf * cd + fxf_body_y) / m
     rd_dyn = (lf * (fyf * cd + fxf_body_y) - lr * fyr) / iz
-    r_kin = vx * math.tan(delta) / wb
+    r_kin = vx * (sd / cd) / wb
     vy_kin = lr * r_kin
     f1 = w * ay_dyn + (1.0 - w) * (vy_kin - vy) / tau
     f2 = w * rd_dyn + (1.0 - w) * (r_kin - r) / tau
@@ -331,9 +331,12 @@ def vehicle_substep(F, c, P, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f,
     r_new = r + dr
     # the body frame turns with the car: rotate (vx, vy) by -r dt exactly (the -w x v term
     # of the body-frame equations; an explicit step here would pump energy into a spin)
-    ang = -w * r_new * dt
-    ca = math.cos(ang)
-    sa = math.sin(ang)
+    # Cayley form of the rotation: exactly norm-preserving, no transcendental calls; its
+    # angle 2 atan(a / 2) equals a = -w r dt to third order
+    a = -w * r_new * dt
+    den = 1.0 / (1.0 + 0.25 * a * a)
+    ca = (1.0 - 0.25 * a * a) * den
+    sa = a * den
     vx_force = vx_new
     vx_new = ca * vx_force - sa * vy_force
     vy_new = sa * vx_force + ca * vy_force

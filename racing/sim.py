@@ -3,7 +3,7 @@
 Every car of every race lives in one struct-of-arrays state (:mod:`racing.dynamics`
 declares the layout). One :meth:`RaceSim.step` advances all races by one control step
 (``1 / control_hz``, 0.1 s by default) of ``physics_hz / control_hz`` physics substeps. Each
-substep: slipstream factors, the vehicle model, Frenet projection (local search), progress
+substep: slipstream factors (first substep only), the vehicle model, Frenet projection (local search), progress
 and line crossings, track limits, walls, car-to-car contact. Races run in parallel threads
 (``numba.prange``); cars of one race interact, races never do.
 
@@ -267,8 +267,11 @@ def _race_step(b, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_
     draft_max = cfg[dy.C_DRAFT_MAX]
     for _sub in range(n_sub):
         t_now = race_time[b]
-        # ---- slipstream: drag reduction behind the nearest car ahead in its wake
+        # ---- slipstream: drag reduction behind the nearest car ahead in its wake (once per
+        # control step: the wake geometry changes little in 0.1 s and this loop is O(N^2))
         for c in range(c0, c1):
+            if _sub > 0 or n_cars == 1:
+                break
             best = 0.0
             if I[I_ACTIVE, c] == 1 and draft_max > 0.0:
                 for o in range(c0, c1):
@@ -396,12 +399,12 @@ def _race_step(b, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_
             # ---- walls (half-planes in the local track frame), impulse at the deepest corner
             wall_l = pk_wall_l[off + seg] * (1.0 - u) + pk_wall_l[off + j] * u
             wall_r = pk_wall_r[off + seg] * (1.0 - u) + pk_wall_r[off + j] * u
-            _walls(F, I, P, c, b, th, d, wall_l, wall_r, s_new, cfg, ev, evn, max_ev, t_now, dt)
-            # lateral velocity relative to the track
-            yaw = F[F_YAW, c]
-            vxw = F[F_VX, c] * math.cos(yaw) - F[F_VY, c] * math.sin(yaw)
-            vyw = F[F_VX, c] * math.sin(yaw) + F[F_VY, c] * math.cos(yaw)
-            F[F_DDOT, c] = -vxw * math.sin(th) + vyw * math.cos(th)
+            # (skipped when even the farthest corner cannot reach a wall: the common case)
+            if abs(d) + 0.5 * math.hypot(P[c, P_LEN], P[c, P_WID]) >= min(wall_l, wall_r):
+                _walls(F, I, P, c, b, th, d, wall_l, wall_r, s_new, cfg, ev, evn, max_ev, t_now, dt)
+            # lateral velocity relative to the track: v . n_track
+            rel = F[F_YAW, c] - th
+            F[F_DDOT, c] = F[F_VX, c] * math.sin(rel) + F[F_VY, c] * math.cos(rel)
 
         # ---- car-to-car contact
         if n_cars > 1:
