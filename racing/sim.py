@@ -578,6 +578,7 @@ def step_all(F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, p
     for b in nb.prange(n_races):
         _race_step(b, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off,
                    pk_n, pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev)
+    return evn.sum()
 
 
 @nb.njit(cache=True, nogil=True)
@@ -587,6 +588,19 @@ def step_all_serial(F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, p
     for b in range(race_track.shape[0]):
         _race_step(b, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off,
                    pk_n, pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev)
+    return evn.sum()
+
+
+@nb.njit(cache=True, nogil=True)
+def _prepare_controls(u, out):
+    """Clip controls into ``out``; returns the first car with a non-finite control, or -1."""
+    for c in range(u.shape[0]):
+        for k in range(2):
+            v = u[c, k]
+            if not math.isfinite(v):
+                return c
+            out[c, k] = -1.0 if v < -1.0 else (1.0 if v > 1.0 else v)
+    return -1
 
 
 #: Batches with fewer cars than this step in the calling thread: handing a small batch to
@@ -796,24 +810,21 @@ class RaceSim:
                 ``[steer, throttle_brake]`` in [-1, 1] (clipped). NaN or inf raises.
         """
         u = np.asarray(controls, dtype=np.float64).reshape(self.num_cars, 2)
-        # one cheap reduction on the hot path; the sum of finite values is finite unless it
-        # overflows, in which case the exact check below decides
-        if not math.isfinite(u.sum()) and not np.all(np.isfinite(u)):
-            bad = np.argwhere(~np.isfinite(u))[0]
-            raise ValueError(f"controls must be finite; car {bad[0]} has {u[bad[0]].tolist()}")
-        np.clip(u, -1.0, 1.0, out=self._U)
+        bad = _prepare_controls(u, self._U)
+        if bad >= 0:
+            raise ValueError(f"controls must be finite; car {bad} has {u[bad].tolist()}")
         pk = self._pack
         kernel = step_all if self.parallel else step_all_serial
-        kernel(self.F, self.I, self._U, self.P, self.race_track, self.race_time, pk.x, pk.y, pk.heading,
+        n_events = kernel(self.F, self.I, self._U, self.P, self.race_track, self.race_time, pk.x, pk.y, pk.heading,
                  pk.kappa, pk.w_left, pk.w_right, pk.offset, pk.count, pk.ds, pk.wall_left, pk.wall_right,
                  pk.sectors, pk.nsec,
                  self._cfg, self.cars_per_race, self.config.substeps, self.config.dt, self._ev, self._evn,
                  self._max_ev)
+        if n_events == 0:  # the common case: nothing happened
+            return self._no_events
         return self._collect_events()
 
     def _collect_events(self) -> StepEvents:
-        if not self._evn.any():  # the common case: nothing happened
-            return self._no_events
         counts = np.minimum(self._evn, self._max_ev)
         dropped = int(np.sum(self._evn - counts))
         rows = np.concatenate([self._ev[b, : counts[b]] for b in range(self.num_races) if counts[b]])
