@@ -10,10 +10,15 @@ The vehicle model, per physics step ``dt``:
 * Loads: static split, plus downforce (``aero_balance_front``), minus/plus longitudinal load
   transfer ``m a_x h / L`` (``a_x`` low-pass filtered, which breaks the algebraic loop).
 * Longitudinal: rear-wheel drive ``min(max_drive_force, P / v)``, brakes split by
-  ``brake_balance_front``; both limited to ``mu F_z`` per axle (ideal ABS/traction control).
-* Lateral: Pacejka magic formula ``F_y = -mu F_z sin(C atan(B a - E (B a - atan(B a))))``
-  of the slip angle ``a``; combined slip scales ``(F_x, F_y)`` of an axle back onto its
-  friction circle ``mu F_z``.
+  ``brake_balance_front``; both limited to ``abs_limit x mu F_z`` per axle (ABS and traction
+  control: an axle at full brake or throttle keeps ``sqrt(1 - abs_limit^2)`` of its
+  cornering grip); the rear brake force also stays below ``rear_brake_limit x mu F_z``
+  (brake-force distribution), so a car braking flat out stays straight.
+* Lateral: Pacejka magic formula ``F_y = -D sin(C atan(B a - E (B a - atan(B a))))``
+  of the slip angle ``a``; combined slip: the longitudinal force ``F_x`` takes its share of
+  the axle's friction circle and the peak ``D = sqrt((mu F_z)^2 - F_x^2)`` is what is left,
+  so a braking axle loses cornering stiffness as well as grip (a car braking hard
+  understeers rather than spins).
 * Aero drag ``0.5 rho CdA v^2`` (reduced in a slipstream), rolling resistance
   ``Crr F_z``; brakes and rolling resistance act as Coulomb friction, so a braking car
   stops exactly and a car at rest stays at rest.
@@ -142,6 +147,8 @@ P_POW = _P["max_power_w"]
 P_FDRIVE = _P["max_drive_force_n"]
 P_FBRAKE = _P["max_brake_force_n"]
 P_BB = _P["brake_balance_front"]
+P_ABS = _P["abs_limit"]
+P_EBD = _P["rear_brake_limit"]
 P_RHO = _P["air_density_kgpm3"]
 P_CDA = _P["drag_area_m2"]
 P_CLA = _P["lift_area_m2"]
@@ -234,15 +241,26 @@ def vehicle_substep(F, c, P, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f,
         fb = -throttle * P[P_FBRAKE]
         brake_f = fb * P[P_BB]
         brake_r = fb * (1.0 - P[P_BB])
-    if brake_f > capf:
-        brake_f = capf
+    # ABS / traction control hold each axle's longitudinal force below abs_limit of its
+    # grip, so a braking or accelerating axle keeps some cornering grip
+    lim_f = P[P_ABS] * capf
+    lim_r = P[P_ABS] * capr
+    if brake_f > lim_f:
+        brake_f = lim_f
+    # brake-force distribution keeps the rear brake well inside its grip: stable braking
+    lim_brake_r = P[P_EBD] * capr
+    if brake_r > lim_brake_r:
+        brake_r = lim_brake_r
     fx_r_long = drive - brake_r
-    if fx_r_long > capr:
-        fx_r_long = capr
-    elif fx_r_long < -capr:
-        fx_r_long = -capr
+    if fx_r_long > lim_r:
+        fx_r_long = lim_r
+    elif fx_r_long < -lim_r:
+        fx_r_long = -lim_r
 
-    # --- lateral tyre forces (slip angles against the rolling direction)
+    # --- lateral tyre forces (slip angles against the rolling direction). Combined slip:
+    # the longitudinal force uses part of the axle's friction circle and the magic
+    # formula's peak D shrinks to what is left, sqrt(cap^2 - Fx^2), so braking or driving
+    # lowers both the lateral limit and the cornering stiffness of that axle
     vreg = abs(vx)
     if vreg < 0.5:
         vreg = 0.5
@@ -253,22 +271,12 @@ def vehicle_substep(F, c, P, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f,
     alpha_r = math.atan2(vyr, vreg)
     mf, dmf = magic(P[P_BF], P[P_C], P[P_E], alpha_f)
     mr, dmr = magic(P[P_BR], P[P_C], P[P_E], alpha_r)
-    fyf = -capf * mf
-    fyr = -capr * mr
-    # combined slip: scale each axle's force vector back onto its friction circle
-    fxf_mag = brake_f
-    nf = math.sqrt(fxf_mag * fxf_mag + fyf * fyf)
-    scf = 1.0
-    if nf > capf:
-        scf = capf / nf
-    nr = math.sqrt(fx_r_long * fx_r_long + fyr * fyr)
-    scr = 1.0
-    if nr > capr:
-        scr = capr / nr
-    fyf *= scf
-    fyr *= scr
-    brake_f *= scf
-    fx_r_long *= scr
+    xf = brake_f / capf
+    xr = fx_r_long / capr
+    scf = math.sqrt(1.0 - xf * xf) if xf * xf < 1.0 else 0.0
+    scr = math.sqrt(1.0 - xr * xr) if xr * xr < 1.0 else 0.0
+    fyf = -capf * scf * mf
+    fyr = -capr * scr * mr
 
     # --- split the rear force into drive (signed) and Coulomb braking magnitude
     if throttle >= 0.0:

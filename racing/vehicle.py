@@ -50,6 +50,8 @@ class VehicleParams:
     max_drive_force_n: float = 13_000.0  # [N] traction/torque limit at low speed
     max_brake_force_n: float = 30_000.0  # [N] total brake force at full pedal
     brake_balance_front: float = 0.6  # [-] share of brake force on the front axle
+    abs_limit: float = 0.95  # [-] ABS/traction control: longitudinal force <= this x axle grip
+    rear_brake_limit: float = 0.7  # [-] brake-force distribution: rear brake force <= this x rear grip
     # --- aerodynamics and rolling resistance
     air_density_kgpm3: float = 1.2  # [kg/m^3]
     drag_area_m2: float = 0.80  # [m^2] drag coefficient times frontal area (Cd A)
@@ -84,6 +86,11 @@ class VehicleParams:
         for k in nonneg:
             if getattr(self, k) < 0:
                 raise ConfigError(f"vehicle '{self.name}': {k} must be >= 0, got {getattr(self, k)}")
+        if not 0.0 < self.rear_brake_limit <= self.abs_limit:
+            raise ConfigError(
+                f"vehicle '{self.name}': rear_brake_limit must be in (0, abs_limit={self.abs_limit}], got {self.rear_brake_limit}")
+        if not 0.5 <= self.abs_limit <= 1.0:
+            raise ConfigError(f"vehicle '{self.name}': abs_limit must be in [0.5, 1], got {self.abs_limit}")
         for k in ("brake_balance_front", "aero_balance_front"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise ConfigError(f"vehicle '{self.name}': {k} must be in [0, 1], got {getattr(self, k)}")
