@@ -31,6 +31,11 @@ point the same way. Side-by-side contacts (normal across the cars) and head-on c
 (headings opposed) are not rear-ends; they pay only the collision term. The headings are
 those at the end of the control step.
 
+``Race-v0`` adds two race terms computed in :mod:`envs.race`: ``passing`` (weight 0.5,
+``+1`` per car passed and ``-1`` per car that passes, within the window from 20 m behind
+to 40 m ahead) and ``unsporting`` (weight 2.0, GT Sophy used 0-5: ``-1`` per contact the
+stewards blame on the car, :func:`racing.rules.classify_contact`).
+
 The time trial reports the first four terms (:data:`SOLO_TERMS`); multi-car envs all six
 (:data:`TERM_NAMES`). The env's reward is the sum of the reported terms, added in this
 order, so ``sum(info["reward_terms"].values()) == reward`` holds exactly.
@@ -70,6 +75,8 @@ class RewardWeights:
     tyre_slip: float = 0.25  # per rad of slip angle beyond the peak, per control step
     collision: float = 4.0  # per control step with car-to-car contact
     rear_end: float = 0.1  # per (m/s)^2 of closing speed, charged to the car behind
+    passing: float = 0.5  # per place gained (lost) within 20 m behind to 40 m ahead (Race-v0)
+    unsporting: float = 2.0  # per contact the stewards blame on the car (Race-v0; GT Sophy 0-5)
 
     def __post_init__(self):
         for f in fields(self):

@@ -90,6 +90,7 @@ class TimeTrialVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.reward_term_names = SOLO_TERMS
+        self._me = None  # learner car of each sub-env (None: every car, one per race)
         self._rngs: list[np.random.Generator | None] = [None] * self.num_envs
         self._steps = np.zeros(self.num_envs, dtype=np.int64)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
@@ -135,11 +136,11 @@ class TimeTrialVectorEnv(VectorEnv):
         for i in idx:
             if seeds[i] is not None or self._rngs[i] is None:
                 self._rngs[i], _ = seeding.np_random(seeds[i])
-        self.core.reset_races(idx, [self._rngs[i] for i in idx], opts)
+        self._reset_races(idx, opts)
         self._steps[idx] = 0
         self._autoreset[idx] = False
         self._needs_reset = False
-        obs = self.core.observe().copy()
+        obs = self._observe().copy()
         info = self._infos(np.zeros(n, dtype=bool), np.zeros(n, dtype=bool))
         return obs, info
 
@@ -152,22 +153,22 @@ class TimeTrialVectorEnv(VectorEnv):
         if a.shape != (n, 2):
             raise ValueError(f"actions must have shape ({n}, 2) ([steer, throttle_brake] per sub-env), got {a.shape}")
         core = self.core
-        res = core.step(a)
+        res = core.step(self._core_controls(a))
         self._steps += 1
-        terminated = res.terminated.copy()
+        me = self._me if self._me is not None else slice(None)
+        terminated = res.terminated[me].copy()
         truncated = (self._steps >= self.max_episode_steps) if self.max_episode_steps is not None \
             else np.zeros(n, dtype=bool)
-        rewards = res.rewards.copy()
-        terms = res.terms
-        lap_done = res.lap_done.copy()
-        stuck = res.stuck.copy()
-        finished = res.finished.copy()
+        terms, rewards = self._learner_terms(res)
+        lap_done = res.lap_done[me].copy()
+        stuck = res.stuck[me].copy()
+        finished = res.finished[me].copy()
 
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             idx = np.flatnonzero(self._autoreset)
             if idx.size:
                 # these sub-envs ended last step: their step is discarded and replaced by a reset
-                core.reset_races(idx, [self._rngs[i] for i in idx])
+                self._reset_races(idx)
                 self._steps[idx] = 0
                 rewards[idx] = 0.0
                 terminated[idx] = False
@@ -177,11 +178,11 @@ class TimeTrialVectorEnv(VectorEnv):
                 finished[idx] = False
                 terms = terms.copy()
                 terms[idx] = 0.0
-            obs = core.observe().copy()
+            obs = self._observe().copy()
             info = self._infos(stuck, finished, terms, lap_done)
             self._autoreset = terminated | truncated
         else:  # SAME_STEP
-            obs = core.observe().copy()
+            obs = self._observe().copy()
             info = self._infos(stuck, finished, terms, lap_done)
             done = np.flatnonzero(terminated | truncated)
             if done.size:
@@ -190,9 +191,9 @@ class TimeTrialVectorEnv(VectorEnv):
                 for i in done:
                     final_obs[i] = obs[i].copy()
                     final_info[i] = _row(info, i)
-                core.reset_races(done, [self._rngs[i] for i in done])
+                self._reset_races(done)
                 self._steps[done] = 0
-                obs[done] = core.observe()[done]
+                obs[done] = self._observe()[done]
                 fresh = self._infos(np.zeros(n, dtype=bool), np.zeros(n, dtype=bool))
                 for k, v in fresh.items():
                     info[k][done] = v[done]
@@ -204,18 +205,37 @@ class TimeTrialVectorEnv(VectorEnv):
                 info["_final_info"] = mask.copy()
         return obs, rewards, terminated, truncated, info
 
+    # ------------------------------------------------------------ hooks (Race-v0 overrides)
+    def _core_controls(self, actions: np.ndarray) -> np.ndarray:
+        """Controls of every car of the simulator from the sub-envs' actions."""
+        return actions
+
+    def _learner_terms(self, res):
+        """``(terms, rewards)`` of the sub-envs' cars: weighted terms in
+        :attr:`reward_term_names` order and their sums."""
+        return res.terms, res.rewards.copy()
+
+    def _observe(self) -> np.ndarray:
+        """Observations of the sub-envs' cars (an internal buffer: copy to keep)."""
+        return self.core.observe()
+
+    def _reset_races(self, idx, options=None) -> None:
+        self.core.reset_races(idx, [self._rngs[i] for i in idx], options)
+
     def _infos(self, stuck, finished, terms=None, lap_done=None) -> dict:
         info = self.core.info_arrays()
+        if self._me is not None:
+            info = {k: v[self._me] for k, v in info.items()}
         info["stuck"] = np.asarray(stuck, dtype=bool)
         info["finished"] = np.asarray(finished, dtype=bool)
         if terms is not None:
-            info["reward_terms"] = {name: terms[:, k].copy() for k, name in enumerate(SOLO_TERMS)}
+            info["reward_terms"] = {name: terms[:, k].copy() for k, name in enumerate(self.reward_term_names)}
         if lap_done is not None and lap_done.any():
             lap = np.zeros(self.num_envs, dtype=np.int64)
             time_s = np.full(self.num_envs, np.nan)
             valid = np.zeros(self.num_envs, dtype=bool)
             for i in np.flatnonzero(lap_done):
-                rec = self.core.sim.laps[i][-1]
+                rec = self.core.sim.laps[i if self._me is None else int(self._me[i])][-1]
                 lap[i], time_s[i], valid[i] = rec.lap, rec.time_s, rec.valid
             info["lap_record"] = {"lap": lap, "time_s": time_s, "valid": valid}
             info["_lap_record"] = np.asarray(lap_done, dtype=bool).copy()
