@@ -2,7 +2,8 @@
 
 Importing this package registers ``racing/TimeTrial-v0`` with Gymnasium (single env:
 :class:`envs.time_trial.TimeTrialEnv`; ``gymnasium.make_vec`` returns the batched
-:class:`envs.vector.TimeTrialVectorEnv`). :func:`parallel_env` makes the PettingZoo
+:class:`envs.vector.TimeTrialVectorEnv`) and ``racing/Race-v0`` (one learner among
+scripted opponents: :class:`envs.race.RaceEnv`, batched :class:`envs.race.RaceVectorEnv`). :func:`parallel_env` makes the PettingZoo
 :class:`envs.parallel.RacingParallelEnv`. The observation builder
 (:func:`envs.observation.build_observations`) and the reward terms
 (:mod:`envs.rewards`) are shared by all of them and need neither gymnasium nor pettingzoo,
@@ -12,6 +13,7 @@ so a runtime without them can still ``import envs.observation``.
 from __future__ import annotations
 
 TIME_TRIAL_ID = "racing/TimeTrial-v0"
+RACE_ID = "racing/Race-v0"
 
 try:
     import gymnasium as _gym
@@ -24,6 +26,13 @@ if _gym is not None and TIME_TRIAL_ID not in _gym.registry:
         entry_point="envs.time_trial:TimeTrialEnv",
         vector_entry_point="envs.vector:TimeTrialVectorEnv",
         max_episode_steps=3000,  # = envs.time_trial.DEFAULT_MAX_EPISODE_STEPS (300 s at 10 Hz)
+    )
+if _gym is not None and RACE_ID not in _gym.registry:
+    _gym.register(
+        id=RACE_ID,
+        entry_point="envs.race:RaceEnv",
+        vector_entry_point="envs.race:RaceVectorEnv",
+        max_episode_steps=3000,
     )
 
 
@@ -41,4 +50,4 @@ def parallel_env(**kwargs):
     return RacingParallelEnv(**kwargs)
 
 
-__all__ = ["TIME_TRIAL_ID", "parallel_env"]
+__all__ = ["TIME_TRIAL_ID", "RACE_ID", "parallel_env"]
