@@ -25,14 +25,14 @@ JSON_KEYS = {"track", "vehicle", "length_m", "line_length_m", "lap_time_s", "sta
 #: grid step 2 m. A change beyond 0.5% means the line, the speed model or a preset moved:
 #: update these numbers (and the README table) on purpose, not by accident.
 RECORDED = {
-    ("oval", "gt3"): (29.091, 33.715),
-    ("club", "gt3"): (56.373, 60.010),
-    ("technical", "gt3"): (70.638, 75.823),
-    ("flowing", "gt3"): (82.223, 88.309),
-    ("oval", "road"): (41.949, 48.427),
-    ("club", "road"): (75.720, 81.035),
-    ("technical", "road"): (95.266, 103.030),
-    ("flowing", "road"): (114.592, 123.161),
+    ("oval", "gt3"): (29.073, 33.706),
+    ("club", "gt3"): (56.248, 59.880),
+    ("technical", "gt3"): (70.516, 75.690),
+    ("flowing", "gt3"): (82.113, 88.201),
+    ("oval", "road"): (41.874, 48.387),
+    ("club", "road"): (75.374, 80.718),
+    ("technical", "road"): (94.883, 102.668),
+    ("flowing", "road"): (114.257, 122.856),
 }
 
 
