@@ -271,18 +271,11 @@ class RaceEnv(gym.Env):
     def render(self):
         if self.render_mode is None:
             return None
-        from racing.render import TopDownRenderer, hud_from_sim
+        from racing.render import EnvRenderer, hud_from_sim
 
-        sim = self.sim
-        if self._renderer is None or self._renderer.track is not sim.track_of(0):
-            if self._renderer is not None:
-                self._renderer.close()
-            self._renderer = TopDownRenderer(sim.track_of(0), width=640, height=640)
-        frame = self._renderer.draw(sim, race=0, focus_car=0, hud=hud_from_sim(sim, race=0, focus_car=0))
-        if self.render_mode == "human":
-            self._renderer.show(frame)
-            return None
-        return frame
+        if self._renderer is None:
+            self._renderer = EnvRenderer(self.render_mode)
+        return self._renderer(self.sim, race=0, focus_car=0, hud=hud_from_sim(self.sim, race=0, focus_car=0))
 
     def close(self):
         if self._renderer is not None:

@@ -213,21 +213,17 @@ class TimeTrialEnv(gym.Env):
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' or 'human'")
             return None
-        from racing.render import TopDownRenderer, hud_from_sim
+        from racing.render import EnvRenderer, hud_from_sim
 
         sim = self.core.sim
-        if self._renderer is None:
-            self._renderer = TopDownRenderer(sim.track_of(0), width=640, height=640)
         hud = hud_from_sim(sim, race=0, focus_car=0)
         if self.core.laps is not None:
             hud["num_laps"] = self.core.laps
         hud.pop("position", None)
         hud.pop("num_cars", None)
-        frame = self._renderer.draw(sim, race=0, focus_car=0, hud=hud)
-        if self.render_mode == "human":
-            self._renderer.show(frame)
-            return None
-        return frame
+        if self._renderer is None:
+            self._renderer = EnvRenderer(self.render_mode)
+        return self._renderer(sim, race=0, focus_car=0, hud=hud)
 
     def close(self):
         if self._renderer is not None:

@@ -624,3 +624,28 @@ def save_video(frames: Iterable[np.ndarray], path, fps: float = 10.0) -> Path:
     head.save(tmp, format="GIF", save_all=True, append_images=q, duration=duration_ms, loop=0, optimize=False)
     os.replace(tmp, path)
     return path
+
+
+class EnvRenderer:
+    """What an environment's ``render()`` does: one :class:`TopDownRenderer` made on first use
+    (it follows track changes by itself), a frame per call, shown in a window in ``"human"``
+    mode (then ``None`` is returned) and returned in ``"rgb_array"`` mode."""
+
+    def __init__(self, mode: str, width: int = 640, height: int = 640):
+        self.mode = mode
+        self.size = (width, height)
+        self._renderer: TopDownRenderer | None = None
+
+    def __call__(self, sim, race: int = 0, focus_car: int = 0, hud: dict | None = None):
+        if self._renderer is None:
+            self._renderer = TopDownRenderer(sim.track_of(race), width=self.size[0], height=self.size[1])
+        frame = self._renderer.draw(sim, race=race, focus_car=focus_car, hud=hud)
+        if self.mode == "human":
+            self._renderer.show(frame)
+            return None
+        return frame
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None

@@ -118,3 +118,12 @@ def test_bad_arguments():
     env.reset(seed=0)
     with pytest.raises(ValueError, match="finite"):
         env.step(np.array([np.nan, 0.0]))
+
+
+def test_rgb_array_render_draws_the_field():
+    env = RaceEnv(track="oval", opponents=3, render_mode="rgb_array")
+    env.reset(seed=0)
+    env.step(np.array([0.0, 0.5]))
+    frame = env.render()
+    assert frame.shape == (640, 640, 3) and frame.dtype == np.uint8 and frame.std() > 5
+    env.close()
