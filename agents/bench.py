@@ -105,15 +105,16 @@ class _Threads:
 
 
 # ----------------------------------------------------------------------- measurements
-def lane_keeper(track):
+def lane_keeper(track, lane_d=0.0):
     """A vectorised controller for :func:`measure_sim`: steer towards the track heading 8 m
-    ahead and back to the centreline, at a speed from the curvature ahead (60% of the grip of
-    a GT3 car, with a braking pass). Returns ``controls(sim, out) -> out``."""
+    ahead and back to each car's lane (lateral offset ``lane_d`` [m], per car or one for all),
+    at a speed from the curvature ahead (50% of the grip of a GT3 car, with a braking pass).
+    Returns ``controls(sim, out) -> out``."""
     from racing import dynamics as dy
 
     n = track.n
     heading = np.mod(track.heading, 2.0 * np.pi)
-    v = np.minimum(60.0, np.sqrt(0.6 * 1.6 * 9.81 / np.maximum(np.abs(track.kappa), 1e-6)))  # [m/s]
+    v = np.minimum(60.0, np.sqrt(0.5 * 1.6 * 9.81 / np.maximum(np.abs(track.kappa), 1e-6)))  # [m/s]
     for _ in range(2):  # braking at 6 m/s^2, twice round the closed lap
         for i in range(n - 1, -1, -1):
             v[i] = min(v[i], np.sqrt(v[(i + 1) % n] ** 2 + 12.0 * track.ds))
@@ -123,7 +124,7 @@ def lane_keeper(track):
     def controls(sim, out):
         seg = sim.I[dy.I_SEG]
         err = np.mod(heading[(seg + ahead_heading) % n] - sim.F[dy.F_YAW] + np.pi, 2.0 * np.pi) - np.pi
-        np.clip(2.0 * err - 0.15 * sim.F[dy.F_D], -1.0, 1.0, out=out[:, 0])
+        np.clip(2.0 * err - 0.15 * (sim.F[dy.F_D] - lane_d), -1.0, 1.0, out=out[:, 0])
         np.clip(0.5 * (v[(seg + ahead_speed) % n] - sim.F[dy.F_VX]), -1.0, 1.0, out=out[:, 1])
         return out
 
@@ -148,7 +149,7 @@ def measure_sim(num_races: int, cars_per_race: int, *, budget_s: float, repeats:
     gs, gd = grid_positions(track, cars_per_race)
     for b in range(num_races):
         sim.reset_race(b, s=gs + rng.uniform(0.0, track.length), d=gd, speed=np.full(cars_per_race, 20.0))
-    controller = lane_keeper(track)
+    controller = lane_keeper(track, np.tile(np.asarray(gd, dtype=np.float64), num_races))
     u = np.zeros((sim.num_cars, 2))
     stats = {"steps": 0, "events": 0, "wall": 0.0}
 
