@@ -8,8 +8,8 @@ A driver drives a set of cars of a :class:`racing.sim.RaceSim` in one call::
 
 Spec forms: ``scripted:SKILL`` (a named skill ``rookie|amateur|pro|alien`` or a number in
 (0, 1]); a path to a training run directory, a checkpoint or a ``driver.pt`` (also
-``checkpoint:PATH``; :func:`agents.policy.load_driver`). Later kinds (trained checkpoints, ``builtin``, ``onnx:PATH``) register themselves
-with :func:`register`.
+``checkpoint:PATH``; :func:`agents.policy.load_driver`). Later kinds (``builtin``,
+``onnx:PATH``) register themselves with :func:`register`.
 """
 
 from __future__ import annotations
@@ -90,3 +90,10 @@ class ScriptedSpecDriver:
 @register("scripted", "scripted:SKILL (rookie, amateur, pro, alien, or a number in (0, 1])")
 def _scripted(arg: str) -> Driver:
     return ScriptedSpecDriver(arg or "pro")
+
+
+@register("checkpoint", "PATH or checkpoint:PATH (a training run directory, a checkpoint or a driver.pt)")
+def _checkpoint(arg: str) -> Driver:
+    from agents.policy import load_driver
+
+    return load_driver(arg)
