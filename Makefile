@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-slow bench venv clean
+.PHONY: run demo test test-slow bench venv clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,15 @@ $(STAMP): pyproject.toml Makefile
 
 venv: $(STAMP)
 
+# The main job: the quickstart training on this machine (Ray started locally, a few
+# minutes on two cores), then an evaluation of the trained driver against the reference lap.
 run: $(STAMP)
+	@out=runs/quickstart-$$(date +%Y%m%d-%H%M%S); \
+	$(VENV)/bin/racing train --config configs/quickstart.yaml --out $$out && \
+	$(VENV)/bin/racing eval --driver $$out --track club --laps 2 --json $$out/final_eval.json && \
+	echo "TensorBoard logs: $$out/tb   (view them: $(VENV)/bin/tensorboard --logdir $$out/tb)"
+
+demo: $(STAMP)
 	$(VENV)/bin/racing demo
 
 test: $(STAMP)
