@@ -384,8 +384,16 @@ def _cmd(args: argparse.Namespace) -> int:
     from racing.trackio import load_track
 
     load_track(args.track)  # a bad spec fails before minutes of measuring
-    report = run_bench(budget_s=budget, repeats=args.repeats, track=args.track, progress=sys.stderr)
-    table = format_table(report)
+    if args.training:
+        from agents.bench_training import format_training_table, run_training_bench
+
+        if not (args.window_s > 0 and args.cap_s > 0):
+            raise ConfigError("--window-s and --cap-s must be > 0")
+        report = {"machine": machine_info(), "training": run_training_bench(window_s=args.window_s, cap_s=args.cap_s)}
+        table = format_training_table(report["training"])
+    else:
+        report = run_bench(budget_s=budget, repeats=args.repeats, track=args.track, progress=sys.stderr)
+        table = format_table(report)
     if args.json == "-":
         print(table, file=sys.stderr)
         print(json.dumps(report, indent=2))
@@ -410,4 +418,9 @@ def add_parser(sub) -> None:
     p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="repeats per measurement; the median is "
                                                                          "reported (default 3)")
     p.add_argument("--track", default="club", help="track spec for the simulator runs (default: club)")
+    p.add_argument("--training", action="store_true",
+                   help="instead: our trainer (0, 1, 2 workers) against SB3's SAC.learn(): throughput and time "
+                        "to the first clean lap on the club circuit (takes several minutes)")
+    p.add_argument("--window-s", type=float, default=40.0, help="--training: seconds of training per throughput figure")
+    p.add_argument("--cap-s", type=float, default=600.0, help="--training: longest run to the first clean lap [s]")
     p.set_defaults(func=_cmd)

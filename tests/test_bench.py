@@ -95,3 +95,35 @@ def test_bench_cli_writes_json_file(tmp_path, capsys):
     report = json.loads(path.read_text())
     assert positive(report["results"]["sim_16x16_control"]["per_s"])
     assert report["settings"]["repeats"] == 1
+
+
+def test_training_rates_window_and_table():
+    from agents.bench_training import _rates, format_training_table
+
+    samples = [(0.0, 0, 0), (1.0, 500, 0), (2.0, 1000, 60), (4.0, 2000, 180)]
+    env, grad = _rates(samples, t_from=2.0)
+    assert env == pytest.approx(500.0) and grad == pytest.approx(60.0)
+    assert _rates(samples, t_from=10.0) == (None, None)
+    report = {
+        "throughput": [
+            {"trainer": "racing train (quickstart.yaml)", "workers": 1, "env_steps_per_s": 600.0, "grad_steps_per_s": 75.0},
+            {"trainer": "SB3 SAC.learn()", "env_steps_per_s": 150.0, "grad_steps_per_s": 19.0},
+        ],
+        "first_clean_lap": [
+            {"trainer": "racing train (quickstart.yaml)", "first_clean_lap_s": 150.0, "cap_s": 600.0},
+            {"trainer": "SB3 SAC.learn() (default settings)", "first_clean_lap_s": None, "cap_s": 600.0},
+        ],
+        "first_clean_lap_speedup": ">= 4.0",
+    }
+    table = format_training_table(report)
+    assert "none within 600 s" in table and ">= 4.0" in table and "600.0" in table
+
+
+@pytest.mark.slow
+def test_training_throughput_runs_both_trainers():
+    from agents.bench_training import ours, plain_sac
+
+    a = ours(0, window_s=2.0)
+    b = plain_sac(window_s=2.0)
+    assert a["env_steps_per_s"] > 0 and a["grad_steps_per_s"] > 0
+    assert b["env_steps_per_s"] > 0 and b["grad_steps_per_s"] > 0
