@@ -1,8 +1,8 @@
 """A simple line-following controller over a batch of cars (pure pursuit + speed control).
 
-Used by the demo, the physics tests and as the base of the scripted opponents: it follows a
-lateral offset profile (the centreline by default, or a racing line) at a target speed, with
-the look-ahead distance growing with speed.
+Used by the demo and the physics tests: it follows a lateral offset profile (the centreline
+by default) at a target speed, with the look-ahead distance growing with speed. It is not
+made for the limit of grip; the scripted drivers (:mod:`agents.scripted`) are.
 """
 
 from __future__ import annotations
