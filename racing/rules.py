@@ -6,7 +6,10 @@
    nobody is blamed.
 2. The cars are *alongside* when their longitudinal overlap along the track exceeds
    :data:`ALONGSIDE_OVERLAP` (30%) of a car length. Otherwise the contact is a *rear-end*
-   and the car behind is to blame (it hit the car ahead).
+   and the car behind is to blame (it hit the car ahead) -- unless the contact normal is
+   known to be mostly lateral (more than 45 degrees from the track direction, given the
+   track heading) and the car ahead moved into the other (rule 3): then the car ahead cut
+   across the other's bow, a *side* contact it is to blame for (both moving: *shared*).
 3. Alongside, a car *moved into* the other when its lateral velocity relative to the track
    points at the other car faster than :data:`LATERAL_MOVE_MPS` (0.5 m/s), measured just
    before the contact. One mover: a *side* contact, the mover is to blame. Both: *shared*,
@@ -25,18 +28,20 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from racing.dynamics import (
-    E_A, E_B, E_DA, E_DB, E_DDOTA, E_DDOTB, E_SA, E_SB, E_TIME, E_TYPE, E_VALUE, EV_CAR, EV_CORNER_CUT,
+    E_A, E_B, E_DA, E_DB, E_DDOTA, E_DDOTB, E_NX, E_NY, E_SA, E_SB, E_TIME, E_TYPE, E_VALUE, EV_CAR, EV_CORNER_CUT,
     EV_OFF_TRACK, EV_WALL, P_LEN,
 )
 
 INCIDENT_SPEED_MPS = 1.0  # [m/s] slower contacts are racing incidents
 ALONGSIDE_OVERLAP = 0.3  # [-] share of a car length of longitudinal overlap that makes cars alongside
 LATERAL_MOVE_MPS = 0.5  # [m/s] lateral speed towards the other car that counts as moving into it
+LATERAL_NORMAL_COS = math.cos(math.radians(45.0))  # [-] a contact normal this far off the track is lateral
 PENALTY_CONTACT_SPEED_MPS = 3.0  # [m/s] an at-fault contact this hard earns a penalty
 PENALTY_S = 5.0  # [s] time penalty
 FREE_STRIKES = 3  # track-limit strikes that are only warnings
@@ -62,8 +67,16 @@ def _wrap(ds: float, length: float) -> float:
     return (ds + 0.5 * length) % length - 0.5 * length
 
 
-def classify_contact(row, track_length: float, car_length_m: float) -> Verdict:
-    """Classify and blame one car-to-car contact event row (see the module docstring)."""
+def classify_contact(row, track_length: float, car_length_m: float, track_heading: float | None = None) -> Verdict:
+    """Classify and blame one car-to-car contact event row (see the module docstring).
+
+    Args:
+        row: an event row (``racing.dynamics.E_*`` columns) of type ``EV_CAR``.
+        track_length: [m] for the wrap of arc lengths across the start line.
+        car_length_m: [m] the length the longitudinal overlap is measured against.
+        track_heading: [rad] track direction at the contact, if known: a lateral contact
+            normal then tells a car cutting across another's bow from a rear-end.
+    """
     a, b = int(row[E_A]), int(row[E_B])
     closing = float(row[E_VALUE])
     if closing < INCIDENT_SPEED_MPS:
@@ -71,13 +84,21 @@ def classify_contact(row, track_length: float, car_length_m: float) -> Verdict:
                        f"{INCIDENT_SPEED_MPS:g} m/s")
     ds = _wrap(float(row[E_SB]) - float(row[E_SA]), track_length)  # > 0: b is ahead of a
     overlap = car_length_m - abs(ds)
-    if overlap <= ALONGSIDE_OVERLAP * car_length_m:
-        behind = a if ds > 0 else b
-        return Verdict("rear_end", behind, a, b, closing, f"car {behind} hit the car ahead "
-                       f"({abs(ds):.1f} m apart along the track, not alongside)")
     side_b = np.sign(float(row[E_DB]) - float(row[E_DA]))  # +1: b is left of a
     a_moves = float(row[E_DDOTA]) * side_b > LATERAL_MOVE_MPS
     b_moves = float(row[E_DDOTB]) * -side_b > LATERAL_MOVE_MPS
+    if overlap <= ALONGSIDE_OVERLAP * car_length_m:
+        behind, ahead = (a, b) if ds > 0 else (b, a)
+        ahead_moves = b_moves if ahead == b else a_moves
+        if track_heading is not None and ahead_moves:
+            along = abs(float(row[E_NX]) * math.cos(track_heading) + float(row[E_NY]) * math.sin(track_heading))
+            if along < LATERAL_NORMAL_COS:
+                if a_moves and b_moves:
+                    return Verdict("shared", -1, a, b, closing, "both cars moved towards each other")
+                return Verdict("side", ahead, a, b, closing, f"car {ahead} cut across the bow of the car "
+                               f"behind ({abs(ds):.1f} m apart along the track, lateral contact)")
+        return Verdict("rear_end", behind, a, b, closing, f"car {behind} hit the car ahead "
+                       f"({abs(ds):.1f} m apart along the track, not alongside)")
     if a_moves and b_moves:
         return Verdict("shared", -1, a, b, closing, "both cars moved towards each other")
     if a_moves or b_moves:
@@ -133,7 +154,9 @@ class Stewards:
                 if pair in self._touching:
                     continue  # the same incident, still in contact
                 race = a // self.sim.cars_per_race
-                v = classify_contact(r, self.sim.track_of(race).length, float(self.sim.P[a, P_LEN]))
+                track = self.sim.track_of(race)
+                i = int(float(r[E_SA]) / track.ds) % track.n
+                v = classify_contact(r, track.length, float(self.sim.P[a, P_LEN]), float(track.heading[i]))
                 verdicts.append(v)
                 self.collisions[list(pair)] += 1
                 if v.at_fault >= 0:
