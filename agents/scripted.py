@@ -16,15 +16,12 @@ Where the plan and the reference lap disagree (measured on the built-in and rand
 circuits; with the reference's own model this plan reproduces its lap times within 0.2%):
 
 * the reference leaves out the induced drag: +0.2 to +1.4% of lap time;
-* the reference caps the rear brake force at the grip the rear's cornering force leaves,
-  as if the brakes knew the cornering load; the simulator's brake-force distribution caps it
-  at a fixed ``rear_brake_limit`` of the rear's grip, so with one pedal the driver must stop
-  where the rear's brake share meets its leftover grip, or the rear's cornering force is
-  scaled down and the car spins: +0.5 to +1.3%;
 * the driver's margins (below): +0.5 to +0.9%, and tracking: +0.1 to +0.9%.
 
-The ``alien`` laps GT3 within 1.9-2.7% of the reference lap; the road car, where the first
-two items weigh most, within 2.9-3.7%.
+(The reference also once let the rear brake take the grip its cornering leaves, which the
+simulator's fixed brake-force cap does not; it now stops the pedal there too.) The
+``alien`` laps the built-in circuits within about 2-3% of the reference lap, GT3 and road
+car alike (``tests/test_scripted.py``).
 
 **Tracking** (every car at once, each control step):
 

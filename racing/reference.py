@@ -15,21 +15,23 @@ Two parts, both from the same :class:`racing.vehicle.VehicleParams` the simulato
      point, iterated); the front axle must keep its cornering force while unloaded;
      minus aero drag ``0.5 rho CdA v^2`` and rolling resistance ``Crr (m g + downforce)``;
    * backward pass: one brake pedal with the fixed ``brake_balance_front`` split, pressed
-     until the first axle uses up the grip its cornering force leaves (friction circle),
-     with the load transfer onto the front (fixed point, bisection), plus drag and
-     rolling resistance; the unloaded rear axle must keep its cornering force;
+     until the front uses up the grip its cornering force leaves (friction circle, capped
+     by ABS at ``abs_limit``) or the rear does where that is below the simulator's
+     brake-force cap ``rear_brake_limit mu F_z`` (beyond the cap the rear force stops
+     growing while the pedal goes on), with the load transfer onto the front (fixed point,
+     bisection), plus drag and rolling resistance; the unloaded rear axle must keep its
+     cornering force;
    * a closed track runs both passes over two laps from the slowest corner; the passes
      step ``v^2`` with Heun's method (second order in the step).
 
    Lap time ``= sum 2 ds / (v_i + v_{i+1})`` along the racing line.
 
-Braking with the pedal stopped at the first axle's limit keeps both axles able to corner.
-The simulator's per-axle ABS also allows full pedal with one axle capped at its grip:
-in a straight line that brakes up to ~5% harder (gt3), so a driver may beat the reference
-slightly in braking zones, but the capped axle has no lateral grip left and the presets
-then spin easily. Not modelled: the tyres' induced drag in corners (lateral force tilted
-by the steering and slip angles), yaw transients, and the 10 Hz control rate. Cornering
-forces split between the axles as in steady state (``F_yf = m a_y l_r / L``).
+Braking with the pedal stopped at an axle's limit keeps both axles able to corner. Not
+modelled: the tyres' induced drag in corners (the cornering force tilted by the slip angle
+costs ``F_y sin(a)`` along the path: +0.2 to +1.4% of lap time, measured against the
+simulator by the scripted driver's plan), yaw transients, and the 10 Hz control rate; so the
+reference is slightly optimistic, more so for the road car. Cornering forces split between
+the axles as in steady state (``F_yf = m a_y l_r / L``).
 
 The **standing lap** starts at 0 m/s on the racing line :data:`GRID_GAP_M` behind the
 start line (pole position of :func:`racing.sim.grid_positions`) and ends at the first
@@ -150,18 +152,21 @@ def _brake_decel(P, d, fzf0, fzr0, fyf, fyr, resist):
     fr = math.sqrt(lr) if lr > 0.0 else 0.0
     if ff > P[P_ABS] * capf:  # ABS, as in the simulator
         ff = P[P_ABS] * capf
-    if fr > P[P_EBD] * capr:  # brake-force distribution caps the rear, as in the simulator
-        fr = P[P_EBD] * capr
-    # one pedal, fixed balance: the pedal stops where the front axle runs out of grip; the
-    # rear force is capped by the brake-force distribution instead of limiting the pedal
+    ebd = P[P_EBD] * capr  # the simulator's brake-force distribution caps the rear here
+    # one pedal, fixed balance: the pedal stops where the front axle runs out of grip, and
+    # where the rear's share meets the grip its cornering leaves when that is below the
+    # brake-force cap (the simulator's cap does not know about cornering: braking the rear
+    # harder would take its cornering force and spin the car)
     pedal = 1.0
     bf = P[P_FBRAKE] * P[P_BB]
     br = P[P_FBRAKE] * (1.0 - P[P_BB])
     if bf > 0.0 and ff < pedal * bf:
         pedal = ff / bf
+    if fr < ebd and br > 0.0 and fr < pedal * br:
+        pedal = fr / br
     rear = pedal * br
-    if rear > fr:
-        rear = fr
+    if rear > ebd:
+        rear = ebd
     return (pedal * bf + rear + resist) / m
 
 

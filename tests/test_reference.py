@@ -25,14 +25,14 @@ JSON_KEYS = {"track", "vehicle", "length_m", "line_length_m", "lap_time_s", "sta
 #: grid step 2 m. A change beyond 0.5% means the line, the speed model or a preset moved:
 #: update these numbers (and the README table) on purpose, not by accident.
 RECORDED = {
-    ("oval", "gt3"): (29.073, 33.706),
-    ("club", "gt3"): (56.248, 59.880),
-    ("technical", "gt3"): (70.516, 75.690),
-    ("flowing", "gt3"): (82.113, 88.201),
-    ("oval", "road"): (41.874, 48.387),
-    ("club", "road"): (75.374, 80.718),
-    ("technical", "road"): (94.883, 102.668),
-    ("flowing", "road"): (114.257, 122.856),
+    ("oval", "gt3"): (29.091, 33.715),
+    ("club", "gt3"): (56.412, 60.036),
+    ("technical", "gt3"): (70.691, 75.862),
+    ("flowing", "gt3"): (82.220, 88.305),
+    ("oval", "road"): (41.949, 48.427),
+    ("club", "road"): (75.650, 80.976),
+    ("technical", "road"): (95.182, 102.958),
+    ("flowing", "road"): (114.534, 123.105),
 }
 
 

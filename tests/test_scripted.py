@@ -78,10 +78,6 @@ def test_alien_random_circuits_clean_and_close_to_its_plan(vehicle):
         assert lap.time_s < 1.04 * refs[b].lap_time_s, (spec, lap.time_s, refs[b].lap_time_s)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(reason="the reference lap omits the tyres' induced drag and lets the rear brake take its "
-                   "leftover grip in corners; the simulator has both, which costs the road car 1.4-2.3% "
-                   "(agents/scripted.py docstring; measured with Plan vs ReferenceLap)", strict=False)
 def test_alien_road_builtin_circuits_within_3pct_of_the_reference():
     sim, drv, refs, rows = flying_laps(BUILTIN, "road")
     for b, spec in enumerate(BUILTIN):
