@@ -169,6 +169,24 @@ def observation_spec(config: ObsConfig | None = None) -> list[dict]:
 
 
 # ============================================================================ kernel
+@nb.njit(cache=True, nogil=True)
+def _insert_nearest(gaps, idx, count, n_max, gap, q):
+    """Insert car ``q`` at ``gap`` into the sorted (nearest first) list ``gaps``/``idx`` of
+    ``count`` entries, keeping at most ``n_max``; returns the new count."""
+    pos = count
+    while pos > 0 and gaps[pos - 1] > gap:
+        pos -= 1
+    if pos >= n_max:
+        return count
+    last = count if count < n_max else n_max - 1
+    for m in range(last, pos, -1):
+        gaps[m] = gaps[m - 1]
+        idx[m] = idx[m - 1]
+    gaps[pos] = gap
+    idx[pos] = q
+    return count + 1 if count < n_max else count
+
+
 @nb.njit(cache=True, nogil=True, error_model="numpy")
 def _observation_kernel(out, cars, F, I, P, race_track, cars_per_race, pk_x, pk_y, pk_wl, pk_wr, pk_off, pk_n,
                         pk_ds, n_points, look_time, look_min, n_opp, range_ahead, range_behind):
@@ -291,39 +309,10 @@ def _observation_kernel(out, cars, F, I, P, race_track, cars_per_race, pk_x, pk_
             elif gap <= -0.5 * length:
                 gap += length
             if gap >= 0.0:
-                if gap > range_ahead:
-                    continue
-                # insertion into the sorted (nearest first) list of at most n_opp
-                pos = na
-                while pos > 0 and ahead_gap[pos - 1] > gap:
-                    pos -= 1
-                if pos >= n_opp:
-                    continue
-                last = na if na < n_opp else n_opp - 1
-                for m in range(last, pos, -1):
-                    ahead_gap[m] = ahead_gap[m - 1]
-                    ahead_idx[m] = ahead_idx[m - 1]
-                ahead_gap[pos] = gap
-                ahead_idx[pos] = q
-                if na < n_opp:
-                    na += 1
-            else:
-                g = -gap
-                if g > range_behind:
-                    continue
-                pos = nb_
-                while pos > 0 and behind_gap[pos - 1] > g:
-                    pos -= 1
-                if pos >= n_opp:
-                    continue
-                last = nb_ if nb_ < n_opp else n_opp - 1
-                for m in range(last, pos, -1):
-                    behind_gap[m] = behind_gap[m - 1]
-                    behind_idx[m] = behind_idx[m - 1]
-                behind_gap[pos] = g
-                behind_idx[pos] = q
-                if nb_ < n_opp:
-                    nb_ += 1
+                if gap <= range_ahead:
+                    na = _insert_nearest(ahead_gap, ahead_idx, na, n_opp, gap, q)
+            elif -gap <= range_behind:
+                nb_ = _insert_nearest(behind_gap, behind_idx, nb_, n_opp, -gap, q)
         # ego world velocity
         evx = vx * cy - vy * sy
         evy = vx * sy + vy * cy
