@@ -830,7 +830,8 @@ class RaceSim:
         rows = np.concatenate([self._ev[b, : counts[b]] for b in range(self.num_races) if counts[b]])
         race = np.repeat(np.arange(self.num_races), counts)
         # lap bookkeeping (sector times go with the lap they belong to)
-        for r in rows:
+        typ_col = rows[:, E_TYPE]
+        for r in rows[(typ_col == EV_SECTOR) | (typ_col == EV_LAP)]:
             typ = r[E_TYPE]
             c = int(r[E_A])
             if typ == EV_SECTOR:
