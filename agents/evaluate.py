@@ -6,7 +6,9 @@ evaluating a driver on 20 seeds costs little more than one. The learner ("the dr
 of every race; opponents are scripted at ``--opponent-skill``.
 
 Time trial (no opponents): a rolling start 300 m before the line on the reference line at 95%
-of the reference speed there; laps are flying laps timed from the first crossing. Race (opponents): a standing start from a
+of the reference speed there; laps are flying laps timed from the first crossing. With
+``--races N`` race ``b > 0`` starts up to 50 m earlier at 90-100% of that speed (drawn from
+``seed + b``), so deterministic drivers are evaluated from N different starts. Race (opponents): a standing start from a
 two-wide grid with the driver at the back, laps counted from the start.
 """
 
@@ -83,9 +85,13 @@ def evaluate(driver_spec: str, track_spec: str, *, vehicle: str = "gt3", laps: i
             order = np.r_[n - 1, np.arange(n - 1)]
             sim.reset_race(b, s=s[order], d=d[order], speed=0.0, standing=True)
         else:
-            s0 = L - ROLLING_START_M
-            sim.reset_race(b, s=[s0], d=[float(ref.offset_at(s0))], speed=[ROLLING_START_SPEED * float(ref.speed_at(s0))],
-                           standing=False)
+            # race b of seed S starts like a single run with seed S + b: race 0 exactly
+            # ROLLING_START_M before the line, the others up to 50 m earlier and a little slower
+            rng = np.random.default_rng(seed + b)
+            jitter = (0.0, 1.0) if b == 0 else (rng.uniform(0.0, 50.0), rng.uniform(0.9, 1.0))
+            s0 = L - ROLLING_START_M - jitter[0]
+            speed = ROLLING_START_SPEED * jitter[1] * float(ref.speed_at(s0))
+            sim.reset_race(b, s=[s0], d=[float(ref.offset_at(s0))], speed=[speed], standing=False)
     driver.reset(sim, me, seed)
     if opp is not None:
         opp.reset(sim, others, seed + 1)
