@@ -8,13 +8,15 @@ A driver drives a set of cars of a :class:`racing.sim.RaceSim` in one call::
 
 Spec forms: ``scripted:SKILL`` (a named skill ``rookie|amateur|pro|alien`` or a number in
 (0, 1]); a path to a training run directory, a checkpoint or a ``driver.pt`` (also
-``checkpoint:PATH``; :func:`agents.policy.load_driver`). Later kinds (``builtin``,
-``onnx:PATH``) register themselves with :func:`register`.
+``checkpoint:PATH``; :func:`agents.policy.load_driver`); ``builtin`` (the shipped trained
+driver, :data:`BUILTIN_DRIVER`). Later kinds (``onnx:PATH``) register themselves with
+:func:`register`.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
@@ -97,3 +99,18 @@ def _checkpoint(arg: str) -> Driver:
     from agents.policy import load_driver
 
     return load_driver(arg)
+
+
+#: The shipped built-in driver: the actor of a run of ``configs/builtin.yaml`` (see README).
+BUILTIN_DRIVER = Path(__file__).resolve().parent / "data" / "builtin_driver.pt"
+
+
+@register("builtin", "builtin (the shipped trained driver)")
+def _builtin(arg: str) -> Driver:
+    from agents.policy import load_driver
+
+    if arg:
+        raise ConfigError(f"'builtin' takes no argument, got 'builtin:{arg}'")
+    if not BUILTIN_DRIVER.is_file():
+        raise ConfigError(f"the built-in driver file {BUILTIN_DRIVER} is missing from this installation")
+    return load_driver(str(BUILTIN_DRIVER))

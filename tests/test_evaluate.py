@@ -87,3 +87,15 @@ def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
 def test_bad_spec_raises_config_error():
     with pytest.raises(ConfigError, match="driver spec is required"):
         drivers.make_driver("")
+
+
+def test_builtin_driver_laps_the_oval_cleanly():
+    """The shipped driver (agents/data/builtin_driver.pt) works out of the box."""
+    res, _ = evaluate("builtin", "oval", laps=1, progress=False)
+    assert res["completed_laps"] == 1 and res["laps"][0]["valid"]
+    assert res["gap_to_reference_pct"] < 15.0 and res["wall_contacts"] == 0
+
+
+def test_builtin_driver_takes_no_argument():
+    with pytest.raises(ConfigError, match="takes no argument"):
+        drivers.make_driver("builtin:fast")
