@@ -37,7 +37,7 @@ from racing.dynamics import (
     P_M, P_WID,
 )
 from racing.errors import ConfigError
-from racing.track import Track
+from racing.track import Track, project_packed
 from racing.vehicle import NUM_PARAMS, VehicleParams, load_vehicle
 
 MAX_SECTORS = 8
@@ -191,58 +191,9 @@ def _add_event(ev, evn, b, max_ev, typ, a, other, t):
 def _frenet(F, I, c, tx, ty, off, n, ds):
     """Project car ``c`` onto its track with local search from its last segment."""
     hint = I[I_SEG, c]
-    seg, u, d = _project(F[F_X, c], F[F_Y, c], hint, tx, ty, off, n)
+    seg, u, d = project_packed(F[F_X, c], F[F_Y, c], hint, tx, ty, off, n)
     I[I_SEG, c] = seg
     return (seg + u) * ds, d, seg, u
-
-
-@nb.njit(cache=True, nogil=True)
-def _project(px, py, i0, xs, ys, off, n):
-    # same algorithm as racing.track.project_local, on a packed track
-    if i0 < 0 or i0 >= n:
-        best = 0
-        best_d2 = 1e300
-        for k in range(n):
-            dx = px - xs[off + k]
-            dy_ = py - ys[off + k]
-            dd = dx * dx + dy_ * dy_
-            if dd < best_d2:
-                best_d2 = dd
-                best = k
-        i0 = best
-    i = i0
-    direction = 0
-    u = 0.0
-    for _ in range(n):
-        j = i + 1
-        if j == n:
-            j = 0
-        sx = xs[off + j] - xs[off + i]
-        sy = ys[off + j] - ys[off + i]
-        u = ((px - xs[off + i]) * sx + (py - ys[off + i]) * sy) / (sx * sx + sy * sy)
-        if u < 0.0:
-            if direction == 1:
-                u = 0.0
-                break
-            direction = -1
-            i = i - 1 if i > 0 else n - 1
-        elif u >= 1.0:
-            if direction == -1:
-                u = 0.0
-                i = j
-                break
-            direction = 1
-            i = j
-        else:
-            break
-    j = i + 1
-    if j == n:
-        j = 0
-    sx = xs[off + j] - xs[off + i]
-    sy = ys[off + j] - ys[off + i]
-    seg = math.sqrt(sx * sx + sy * sy)
-    d = (sx * (py - ys[off + i]) - sy * (px - xs[off + i])) / seg
-    return i, u, d
 
 
 @nb.njit(cache=True, nogil=True)

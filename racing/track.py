@@ -78,24 +78,15 @@ def _periodic_interp(t_new: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- projection
 @nb.njit(cache=True, nogil=True)
-def project_local(px, py, i0, xs, ys):
-    """Frenet projection of point ``(px, py)`` onto a sampled closed centreline.
-
-    Local search: starts at segment ``i0`` (the previous projection) and walks
-    forwards/backwards until the foot point lies inside a segment, so the cost is O(1)
-    for a moving car. With ``i0 < 0`` it first finds the nearest sample globally.
-
-    Returns ``(i, u, d)``: segment index, fraction along it in [0, 1), and signed lateral
-    offset (positive to the left).
-    """
-    n = xs.shape[0]
+def project_packed(px, py, i0, xs, ys, off, n):
+    """:func:`project_local` on samples ``off .. off + n`` of concatenated track tables."""
     if i0 < 0 or i0 >= n:
         best = 0
         best_d2 = 1e300
         for k in range(n):
-            dx = px - xs[k]
-            dy = py - ys[k]
-            dd = dx * dx + dy * dy
+            dx = px - xs[off + k]
+            dy_ = py - ys[off + k]
+            dd = dx * dx + dy_ * dy_
             if dd < best_d2:
                 best_d2 = dd
                 best = k
@@ -107,11 +98,11 @@ def project_local(px, py, i0, xs, ys):
         j = i + 1
         if j == n:
             j = 0
-        sx = xs[j] - xs[i]
-        sy = ys[j] - ys[i]
-        u = ((px - xs[i]) * sx + (py - ys[i]) * sy) / (sx * sx + sy * sy)
+        sx = xs[off + j] - xs[off + i]
+        sy = ys[off + j] - ys[off + i]
+        u = ((px - xs[off + i]) * sx + (py - ys[off + i]) * sy) / (sx * sx + sy * sy)
         if u < 0.0:
-            if direction == 1:  # stepped over a convex vertex: the foot is the vertex
+            if direction == 1:
                 u = 0.0
                 break
             direction = -1
@@ -128,11 +119,25 @@ def project_local(px, py, i0, xs, ys):
     j = i + 1
     if j == n:
         j = 0
-    sx = xs[j] - xs[i]
-    sy = ys[j] - ys[i]
+    sx = xs[off + j] - xs[off + i]
+    sy = ys[off + j] - ys[off + i]
     seg = math.sqrt(sx * sx + sy * sy)
-    d = (sx * (py - ys[i]) - sy * (px - xs[i])) / seg
+    d = (sx * (py - ys[off + i]) - sy * (px - xs[off + i])) / seg
     return i, u, d
+
+
+@nb.njit(cache=True, nogil=True)
+def project_local(px, py, i0, xs, ys):
+    """Frenet projection of point ``(px, py)`` onto a sampled closed centreline.
+
+    Local search: starts at segment ``i0`` (the previous projection) and walks
+    forwards/backwards until the foot point lies inside a segment, so the cost is O(1)
+    for a moving car. With ``i0 < 0`` it first finds the nearest sample globally.
+
+    Returns ``(i, u, d)``: segment index, fraction along it in [0, 1), and signed lateral
+    offset (positive to the left).
+    """
+    return project_packed(px, py, i0, xs, ys, 0, xs.shape[0])
 
 
 # --------------------------------------------------------------------------- Track
