@@ -426,15 +426,9 @@ class TrainConfig:
 
 def load_config(path) -> TrainConfig:
     """Read and validate a YAML config file; errors name the file and the key."""
-    import yaml
+    from racing.yamlio import read_yaml
 
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    data = read_yaml(path, "config")
     try:
         return from_dict(TrainConfig, data or {})
     except ConfigError as exc:

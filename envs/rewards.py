@@ -106,15 +106,9 @@ class RewardWeights:
     @classmethod
     def from_yaml(cls, path) -> "RewardWeights":
         """Weights from a YAML file holding a mapping term -> weight."""
-        import yaml
+        from racing.yamlio import read_yaml
 
-        try:
-            with open(path, encoding="utf-8") as fh:
-                data = yaml.safe_load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"reward weights file not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        data = read_yaml(path, "reward weights")
         try:
             return cls.from_dict(data or {})
         except ConfigError as exc:

@@ -192,7 +192,7 @@ def vehicle_from_dict(data: dict, *, origin: str = "vehicle") -> VehicleParams:
 
 def load_vehicle(spec: "str | Path | VehicleParams | None" = None) -> VehicleParams:
     """A preset name (``gt3``, ``road``), a YAML path, or parameters (returned as is)."""
-    import yaml
+    from racing.yamlio import read_yaml
 
     if spec is None:
         spec = "gt3"
@@ -204,12 +204,6 @@ def load_vehicle(spec: "str | Path | VehicleParams | None" = None) -> VehiclePar
         path = PRESET_DIR / f"{spec}.yaml"
         if not path.exists():
             raise ConfigError(f"unknown vehicle '{spec}': use a preset ({', '.join(list_presets())}) or a YAML file path")
-    if not path.exists():
-        raise ConfigError(f"vehicle file not found: {spec}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    data = dict(data or {})
+    data = dict(read_yaml(path, "vehicle") or {})
     data.setdefault("name", path.stem)
     return vehicle_from_dict(data, origin=str(path))
