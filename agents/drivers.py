@@ -9,8 +9,9 @@ A driver drives a set of cars of a :class:`racing.sim.RaceSim` in one call::
 Spec forms: ``scripted:SKILL`` (a named skill ``rookie|amateur|pro|alien`` or a number in
 (0, 1]); a path to a training run directory, a checkpoint or a ``driver.pt`` (also
 ``checkpoint:PATH``; :func:`agents.policy.load_driver`); ``builtin`` (the shipped trained
-driver, :data:`BUILTIN_DRIVER`). Later kinds (``onnx:PATH``) register themselves with
-:func:`register`.
+driver, :data:`BUILTIN_DRIVER`); ``onnx:PATH[@SKILL]`` (an exported driver run by the
+torch-free :class:`agents.runtime.Driver`, optionally at a skill in [0, 1]). More kinds
+register themselves with :func:`register`.
 """
 
 from __future__ import annotations
@@ -114,3 +115,34 @@ def _builtin(arg: str) -> Driver:
     if not BUILTIN_DRIVER.is_file():
         raise ConfigError(f"the built-in driver file {BUILTIN_DRIVER} is missing from this installation")
     return load_driver(str(BUILTIN_DRIVER))
+
+
+class OnnxSpecDriver:
+    """``onnx:PATH[@SKILL]``: an exported driver (``racing export``) run by
+    :class:`agents.runtime.Driver` on the simulator's state, at ``SKILL`` (default 1)."""
+
+    def __init__(self, arg: str):
+        from agents.runtime import Driver as RuntimeDriver, skill_settings
+
+        path, sep, skill = arg.rpartition("@") if "@" in arg else (arg, "", "")
+        if not path:
+            raise ConfigError("onnx: give the exported file, e.g. onnx:driver.onnx or onnx:driver.onnx@0.5")
+        try:
+            self.skill = float(skill) if sep else 1.0
+        except ValueError:
+            raise ConfigError(f"onnx:{arg}: the skill after '@' must be a number in [0, 1]") from None
+        skill_settings(self.skill)
+        self.runtime = RuntimeDriver(path)
+        self.name = f"onnx:{arg}"
+
+    def reset(self, sim, cars, seed: int) -> None:
+        self.runtime.seed = int(seed)
+        self.runtime.reset()
+
+    def act(self, sim, cars) -> np.ndarray:
+        return self.runtime.act_sim(sim, cars, skill=self.skill).astype(np.float64)
+
+
+@register("onnx", "onnx:PATH[@SKILL] (an exported driver.onnx, run without torch; skill in [0, 1], default 1)")
+def _onnx(arg: str) -> Driver:
+    return OnnxSpecDriver(arg)

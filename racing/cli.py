@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "racing.reference",
     "agents.bench",
     "agents.evaluate",
+    "agents.export",
     "agents.train",
 )
 

@@ -24,3 +24,14 @@ def ring100():
 def big_ring():
     """A ring so large that it drives like a straight (R = 4 km)."""
     return ring_track(4000.0, 8.0)
+
+
+@pytest.fixture(scope="session")
+def exported_builtin(tmp_path_factory):
+    """The built-in driver exported once per test session: the path of its driver.onnx
+    (driver.json beside it)."""
+    from agents.export import export_driver
+
+    out = tmp_path_factory.mktemp("export") / "driver.onnx"
+    onnx_path, _ = export_driver("builtin", out)
+    return onnx_path
