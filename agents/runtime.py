@@ -34,15 +34,17 @@ skill  speed cap          reaction lag      action noise
 =====  ================  ================  =============
 
 (A pure reaction *delay* of even one control step made the trained driver unstable and crash;
-a lag keeps it on the road.) Lag and noise are per car and keep state between calls: give each car a stable ``id``
-(default: its row) and call :meth:`Driver.reset` when a race restarts. Noise is seeded
-(``seed``), so a run is reproducible.
+a lag keeps it on the road.) Lag and noise are per car and keep state between calls: give
+each car a stable ``id`` (default: its row) and call :meth:`Driver.reset` when a race
+restarts. Each car's noise is seeded from ``seed`` and its id, so a run is reproducible
+whatever other cars the runtime drives.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -197,7 +199,6 @@ class Driver:
         self.name = f"onnx:{onnx_path}"
         self.obs_dim = self.obs_config.dim
         self.seed = int(seed)
-        self._rng = np.random.default_rng(self.seed)
         self._memory: dict = {}  # car id -> _CarMemory
         self._tracks: dict = {}  # spec string -> Track
         self._scratch: dict = {}  # (id(track), n) -> (namespace, track)
@@ -296,13 +297,25 @@ class Driver:
 
     # ------------------------------------------------------------ skill
     def reset(self, ids=None) -> None:
-        """Forget the reaction and noise memory of cars ``ids`` (default: all) and reseed the noise."""
+        """Forget the reaction lag and noise of cars ``ids`` (default: all); their noise restarts
+        from the seed."""
         if ids is None:
             self._memory.clear()
-            self._rng = np.random.default_rng(self.seed)
         else:
             for i in ids:
                 self._memory.pop(_key(i), None)
+
+    def bound_memory(self, max_cars: int, recent=()) -> None:
+        """Keep the per-car memory of at most ``max_cars`` cars: the cars ``recent`` become
+        the most recently driven, the least recently driven beyond the bound are forgotten
+        (a long-running server meets many car ids)."""
+        mem = self._memory
+        for i in recent:
+            key = _key(i)
+            if key in mem:
+                mem[key] = mem.pop(key)
+        while len(mem) > max(int(max_cars), 0):
+            mem.pop(next(iter(mem)))
 
     def _apply_skill(self, track, actions, s, speed, skill, ids, n) -> np.ndarray:
         skills = _skill_array(skill, n)
@@ -327,14 +340,14 @@ class Driver:
             st = skill_settings(k, self.control_hz)
             mem = self._memory.get(key)
             if mem is None:
-                mem = self._memory[key] = _CarMemory(out[row])
+                mem = self._memory[key] = _CarMemory(out[row], _car_rng(self.seed, key))
             # reaction lag: the applied action follows the policy's with time constant reaction_s
             dt = 1.0 / self.control_hz
             mem.lagged += (out[row] - mem.lagged) * (dt / (dt + st.reaction_s))
             a = mem.lagged
             # smooth action noise, AR(1) with stationary std noise_std
             rho = NOISE_CORRELATION
-            mem.noise = rho * mem.noise + math.sqrt(1.0 - rho * rho) * st.noise_std * self._rng.standard_normal(2)
+            mem.noise = rho * mem.noise + math.sqrt(1.0 - rho * rho) * st.noise_std * mem.rng.standard_normal(2)
             a = np.clip(a + mem.noise, -1.0, 1.0)
             # speed cap: a fraction of the reference profile a little ahead
             v = float(speed[row])
@@ -418,11 +431,22 @@ class Driver:
 
 
 class _CarMemory:
-    __slots__ = ("lagged", "noise")
+    __slots__ = ("lagged", "noise", "rng")
 
-    def __init__(self, first_action):
+    def __init__(self, first_action, rng):
         self.lagged = np.array(first_action, dtype=np.float64)
         self.noise = np.zeros(2)
+        self.rng = rng
+
+
+def _car_rng(seed: int, key) -> np.random.Generator:
+    """A car's own noise stream, from the runtime's seed and the car's id: reproducible
+    whatever other cars the runtime drives in between."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        tag = [0, int(key) & 0xFFFFFFFF]
+    else:
+        tag = [1, zlib.crc32(repr(key).encode())]
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, *tag])
 
 
 def _key(i):

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "agents.bench",
     "agents.evaluate",
     "agents.export",
+    "agents.serve",
     "agents.train",
 )
 

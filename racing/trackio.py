@@ -217,7 +217,7 @@ def read_track_csv(path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
         raise TrackError(f"the last point is {step[-1]:.1f} m from the first point (line {line_nos[0]}): the file must "
                          f"describe a closed loop with points at most {CSV_MAX_SPACING_M:.0f} m apart",
                          path=p, line=int(line_nos[-1]))
-    a, b = _first_crossing(np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1]))
+    a, b = first_crossing(np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1]))
     if a >= 0:
         a2, b2 = (a + 1) % n, (b + 1) % n
         raise TrackError(f"the centreline crosses itself: the segment from line {line_nos[a]} to line {line_nos[a2]} "
@@ -227,7 +227,7 @@ def read_track_csv(path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
 
 
 @nb.njit(cache=True)
-def _first_crossing(xs, ys):
+def first_crossing(xs, ys):
     """First pair ``(a, b)`` of non-adjacent segments of a closed polyline that cross
     (segment ``i`` runs from point ``i`` to ``i + 1``); ``(-1, -1)`` if none."""
     n = xs.shape[0]
