@@ -22,6 +22,7 @@ test: nothing here asserts a figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -34,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-from racing.errors import ConfigError
+from racing.errors import ConfigError, RacingError
 
 DEFAULT_BUDGET_S = 2.5  # [s] per repeat
 QUICK_BUDGET_S = 0.5  # [s] per repeat with --quick
@@ -253,10 +254,11 @@ def _targets(r: dict) -> list[dict]:
     v = {k: r[k]["per_s"] for k in r}
     rows = []
 
-    def add(name, num, den, target, strict=False):
+    def add(name, num, den, target, strict=False, at_most=False):
         ratio = None if num is None or den in (None, 0) else num / den
-        met = None if ratio is None else (ratio > target if strict else ratio >= target)
-        rows.append({"name": name, "ratio": ratio, "target": target, "strict": strict, "met": met})
+        met = None if ratio is None else (ratio <= target if at_most else ratio > target if strict else ratio >= target)
+        rows.append({"name": name, "ratio": ratio, "target": target, "strict": strict, "at_most": at_most,
+                     "met": met})
 
     add("single env / Pendulum-v1", v["single_env"], v["pendulum"], 0.5)
     add("vector env (256, obs) car steps / Pendulum-v1", v["vector_env_256"], v["pendulum"], 10.0)
@@ -268,6 +270,14 @@ def _targets(r: dict) -> list[dict]:
     add("vector env (256, obs) car steps / CarRacing-v3", v["vector_env_256"], v["car_racing"], 100.0)
     add("sim 256x1 control car steps / CarRacing-v3", v["sim_256x1_control"], v["car_racing"], 100.0)
     add("sim 16x16 control car steps / CarRacing-v3", v["sim_16x16_control"], v["car_racing"], 100.0)
+    from agents.bench_runtime import LATENCY_P99_TARGET_MS, RUNTIME_TARGET_PER_CORE
+
+    for b in (20, 256):
+        if f"runtime_{b}" in v:
+            add(f"runtime decisions, batch {b} / 20,000 per core", v[f"runtime_{b}"], RUNTIME_TARGET_PER_CORE, 1.0)
+    if "server_20" in r:
+        add("server p99 latency, 20 cars / 5 ms", r["server_20"].get("p99_ms"), LATENCY_P99_TARGET_MS, 1.0,
+            at_most=True)
     return rows
 
 
@@ -284,12 +294,15 @@ def format_table(report: dict) -> str:
     for key, res in report["results"].items():
         if res["per_s"] is None:
             lines.append(f"{res['label']:<52} {'n/a':>12}  {res['error']}")
+        elif "p99_ms" in res:
+            lines.append(f"{res['label']:<52} {res['per_s']:>12,.0f}  {res['unit']} (p50 {res['p50_ms']:.2f} ms, "
+                         f"p99 {res['p99_ms']:.2f} ms)")
         else:
             lines.append(f"{res['label']:<52} {res['per_s']:>12,.0f}  {res['unit']}")
     lines += ["", f"{'target':<52} {'ratio':>9}  {'needed':>8}  met", "-" * 80]
     for t in report["targets"]:
         ratio = "n/a" if t["ratio"] is None else f"{t['ratio']:.3g}"
-        need = f"{'>' if t['strict'] else '>='} {t['target']:g}"
+        need = f"{'<=' if t.get('at_most') else '>' if t['strict'] else '>='} {t['target']:g}"
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else "NO")
         lines.append(f"{t['name']:<52} {ratio:>9}  {need:>8}  {met}")
     lines.append("")
@@ -298,7 +311,7 @@ def format_table(report: dict) -> str:
 
 
 def run_bench(*, budget_s: float = DEFAULT_BUDGET_S, repeats: int = DEFAULT_REPEATS, track: str = "club",
-              num_envs: int = 256, progress=sys.stderr) -> dict:
+              num_envs: int = 256, progress=sys.stderr, runtime: bool = True) -> dict:
     """Run every measurement once and return the report (machine, settings, results,
     targets). ``progress``: a stream for one line per measurement, or None."""
     import gymnasium  # noqa: F401  (fail early with the CLI's message if missing)
@@ -321,8 +334,13 @@ def run_bench(*, budget_s: float = DEFAULT_BUDGET_S, repeats: int = DEFAULT_REPE
         ("pendulum", "(d) Pendulum-v1", lambda: measure_gym("Pendulum-v1", budget_s=budget_s, repeats=repeats)),
         ("car_racing", "(d) CarRacing-v3", lambda: measure_gym("CarRacing-v3", budget_s=budget_s, repeats=repeats)),
     ]
+    holder = {"stack": contextlib.ExitStack()}
+    if runtime:
+        from agents.bench_runtime import runtime_plan
+
+        plan += runtime_plan(budget_s, repeats, holder)
     results: dict = {}
-    with _Threads():
+    with _Threads(), holder["stack"]:
         for k, (key, title, fn) in enumerate(plan, start=1):
             if progress is not None:
                 print(f"bench [{k}/{len(plan)}] {title} ...", file=progress, flush=True)
@@ -330,7 +348,10 @@ def run_bench(*, budget_s: float = DEFAULT_BUDGET_S, repeats: int = DEFAULT_REPE
                 unit = "env steps" if key == "single_env" else "car steps"
                 out = _result(title[4:], unit, error=envs_error)
             else:
-                out = fn()
+                try:
+                    out = fn()
+                except (ImportError, RacingError) as exc:  # an optional part missing (onnxruntime, torch, httpx)
+                    out = _result(title[4:], "n/a", error=f"{type(exc).__name__}: {exc}")
             if isinstance(out, tuple):  # the simulator: control and physics steps
                 results[f"{key}_control"], results[f"{key}_physics"] = out
             else:
@@ -377,7 +398,8 @@ def _cmd(args: argparse.Namespace) -> int:
         report = {"machine": machine_info(), "training": run_training_bench(window_s=args.window_s, cap_s=args.cap_s)}
         table = format_training_table(report["training"])
     else:
-        report = run_bench(budget_s=budget, repeats=args.repeats, track=args.track, progress=sys.stderr)
+        report = run_bench(budget_s=budget, repeats=args.repeats, track=args.track, progress=sys.stderr,
+                           runtime=not args.no_runtime)
         table = format_table(report)
     if args.json == "-":
         print(table, file=sys.stderr)
@@ -403,6 +425,8 @@ def add_parser(sub) -> None:
     p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="repeats per measurement; the median is "
                                                                          "reported (default 3)")
     p.add_argument("--track", default="club", help="track spec for the simulator runs (default: club)")
+    p.add_argument("--no-runtime", action="store_true",
+                   help="leave out the ONNX runtime and server measurements (e, f)")
     p.add_argument("--training", action="store_true",
                    help="instead: our trainer (0, 1, 2 workers) against SB3's SAC.learn(): throughput and time "
                         "to the first clean lap on the club circuit (takes several minutes)")

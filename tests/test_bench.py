@@ -56,6 +56,13 @@ def test_targets_and_table_with_missing_figures():
               "results": results, "targets": list(targets.values())}
     table = bench.format_table(report)
     assert "DependencyNotInstalled: box2d" in table and "NO" in table and "yes" in table
+    # the server's latency target is an upper bound
+    results["server_20"] = bench._result("s", "requests", [500.0], p50_ms=1.0, p99_ms=6.0, max_ms=9.0)
+    results["runtime_20"] = res(5e4)
+    targets = {t["name"]: t for t in bench._targets(results)}
+    assert targets["server p99 latency, 20 cars / 5 ms"]["met"] is False
+    assert targets["runtime decisions, batch 20 / 20,000 per core"]["met"] is True
+    assert "<= 1" in bench.format_table(dict(report, results=results, targets=list(targets.values())))
 
 
 def test_bench_cli_json_to_stdout(capsys):
@@ -68,7 +75,15 @@ def test_bench_cli_json_to_stdout(capsys):
         assert m[key]
     r = report["results"]
     assert set(r) == {"sim_256x1_control", "sim_256x1_physics", "sim_16x16_control", "sim_16x16_physics",
-                      "single_env", "vector_env_256", "pendulum", "car_racing"}
+                      "single_env", "vector_env_256", "pendulum", "car_racing", "runtime_1", "runtime_20",
+                      "runtime_256", "server_20"}
+    for key in ("runtime_1", "runtime_20", "runtime_256", "server_20"):
+        assert positive(r[key]["per_s"]), r[key]["error"]
+    server = r["server_20"]
+    assert 0 < server["p50_ms"] <= server["p99_ms"] <= server["max_ms"] and server["requests"] >= 50
+    names = {t["name"]: t for t in report["targets"]}
+    assert names["server p99 latency, 20 cars / 5 ms"]["at_most"] is True
+    assert positive(names["runtime decisions, batch 256 / 20,000 per core"]["ratio"])
     for key in ("sim_256x1_control", "sim_256x1_physics", "sim_16x16_control", "sim_16x16_physics", "pendulum"):
         assert positive(r[key]["per_s"]), key
         assert r[key]["error"] is None
@@ -89,7 +104,7 @@ def test_bench_cli_bad_arguments(tmp_path, capsys):
 
 def test_bench_cli_writes_json_file(tmp_path, capsys):
     path = tmp_path / "b.json"
-    assert main(["bench", "--json", str(path), "--budget-s", "0.01", "--repeats", "1"]) == 0
+    assert main(["bench", "--json", str(path), "--budget-s", "0.01", "--repeats", "1", "--no-runtime"]) == 0
     out = capsys.readouterr().out
     assert "ratio" in out and f"wrote {path}" in out
     report = json.loads(path.read_text())
