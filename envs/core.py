@@ -21,14 +21,14 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
-from envs.observation import ObsConfig, build_observations
+from envs.observation import ObsConfig, build_observations, observe_into
 from envs.rewards import NUM_TERMS, RewardWeights, peak_slip_angles, reward_kernel
 from racing.dynamics import (
     E_A, E_AUX, E_TYPE, E_VALUE, EV_LAP, F_DIST, F_LAP_T0, F_S, F_VX, F_VY, G, I_LAP_VALID, I_LAPS, I_OFF,
     I_TIMING, I_WALL,
 )
 from racing.errors import ConfigError, TrackError
-from racing.sim import RaceSim, SimConfig, grid_positions
+from racing.sim import NonFiniteControlsError, RaceSim, SimConfig, grid_positions
 from racing.track import Track
 from racing.trackio import load_track
 from racing.vehicle import load_vehicle
@@ -43,6 +43,10 @@ STUCK_MIN_PROGRESS_M = 1.0
 #: for the corners within :data:`START_HORIZON_M` ahead, braking at the same share.
 START_GRIP_FRACTION = 0.6
 START_HORIZON_M = 400.0
+#: Rows of the per-car episode state (one array, so that a kernel takes it as one argument):
+#: race distance [m] at the last progress check, time [s] since the car last gained
+#: STUCK_MIN_PROGRESS_M, race distance [m] at the reset, last and best (valid) lap time [s].
+S_ANCHOR, S_TIMER, S_DIST0, S_LAST_LAP, S_BEST_LAP = range(5)
 
 
 def resolve_track(track) -> Track:
@@ -148,11 +152,14 @@ class RaceCore:
         self._peak = peak_slip_angles(self.sim.P)
         self._top_speed = {id(v): v.top_speed_mps for v in self.sim.vehicles}  # [m/s] (a bisection: cache it)
         n = self.num_cars
-        self.anchor_dist = np.zeros(n)  # [m] race distance at the last progress check
-        self.stuck_timer = np.zeros(n)  # [s] time since the car last gained STUCK_MIN_PROGRESS_M
-        self.dist0 = np.zeros(n)  # [m] race distance at reset
-        self.last_lap_s = np.full(n, np.nan)
-        self.best_lap_s = np.full(n, np.nan)  # valid laps only
+        self._state = np.zeros((5, n))  # S_* rows, also as the views below
+        self.anchor_dist = self._state[S_ANCHOR]  # [m] race distance at the last progress check
+        self.stuck_timer = self._state[S_TIMER]  # [s] time since the car last gained STUCK_MIN_PROGRESS_M
+        self.dist0 = self._state[S_DIST0]  # [m] race distance at reset
+        self.last_lap_s = self._state[S_LAST_LAP]
+        self.best_lap_s = self._state[S_BEST_LAP]  # valid laps only
+        self.last_lap_s[:] = np.nan
+        self.best_lap_s[:] = np.nan
         self.obs = np.zeros((n, self.obs_config.dim), dtype=np.float32)
         self._row_of_car = np.arange(n, dtype=np.int64)  # every car is scored, in order
 
@@ -226,35 +233,24 @@ class RaceCore:
         if u.shape != (self.num_cars, 2):
             raise ValueError(f"actions must have shape ({self.num_cars}, 2) ([steer, throttle_brake] per car), "
                              f"got {u.shape}")
-        if not np.isfinite(u).all():
-            bad = np.argwhere(~np.isfinite(u))[0]
-            raise ValueError(f"actions must be finite (no NaN or inf): car {bad[0]} got {u[bad[0]].tolist()}")
         sim = self.sim
-        events = sim.step(u)
+        try:
+            events = sim.step(u)  # checks finiteness before anything moves
+        except NonFiniteControlsError as exc:
+            raise ValueError(f"actions must be finite (no NaN or inf): car {exc.car} got {exc.controls}") from None
         n = self.num_cars
         terms = np.empty((n, NUM_TERMS))
         rewards = np.empty(n)
-        reward_kernel(terms, rewards, self.num_reward_terms, self.all_cars, self._row_of_car, sim.F, sim.I, sim.P,
-                      self._peak, events.rows, self._w)
-        stuck = np.empty(n, dtype=np.bool_)
-        finished = np.empty(n, dtype=np.bool_)
-        _episode_kernel(sim.F, sim.I, self.anchor_dist, self.stuck_timer, self.control_dt, self.stuck_time_s,
-                        -1 if self.laps is None else self.laps, stuck, finished)
-        lap_done = np.zeros(n, dtype=np.bool_)
-        rows = events.rows
-        if rows.shape[0]:
-            for r in rows[rows[:, E_TYPE] == EV_LAP]:
-                c = int(r[E_A])
-                lap_done[c] = True
-                self.last_lap_s[c] = r[E_VALUE]
-                if r[E_AUX] > 0.5 and not (r[E_VALUE] >= self.best_lap_s[c]):
-                    self.best_lap_s[c] = r[E_VALUE]
-        return StepResult(terms, rewards, stuck | finished, stuck, finished, lap_done, events)
+        flags = np.empty((4, n), dtype=np.bool_)  # terminated, stuck, finished, lap_done
+        _score_kernel(terms, rewards, self.num_reward_terms, self.all_cars, self._row_of_car, sim.F, sim.I, sim.P,
+                      self._peak, events.rows, self._w, self._state, self.control_dt, self.stuck_time_s,
+                      -1 if self.laps is None else self.laps, flags)
+        return StepResult(terms, rewards, flags[0], flags[1], flags[2], flags[3], events)
 
     def observe(self, cars=None) -> np.ndarray:
         """Observations of all cars (the internal buffer: copy to keep) or of ``cars``."""
-        if cars is None:
-            return build_observations(self.sim, self.all_cars, self.obs_config, out=self.obs)
+        if cars is None:  # every step of the Gymnasium envs: skip the checks of build_observations
+            return observe_into(self.obs, self.sim, self.all_cars, self.obs_config)
         return build_observations(self.sim, cars, self.obs_config)
 
     # ------------------------------------------------------------ info
@@ -286,21 +282,21 @@ class RaceCore:
     def car_info(self, c: int) -> dict:
         """:meth:`info_arrays` of car ``c`` as Python scalars; NaN (no value) becomes None."""
         sim = self.sim
-        F = sim.F
-        I = sim.I
-        last = self.last_lap_s[c]
-        best = self.best_lap_s[c]
+        # one kernel call gathers the values (as Python scalars): numpy scalar indexing
+        # and arithmetic would cost more than the rest of the method together
+        lap, lap_valid, timing, lap_time, last, best, speed, s, progress, off, wall = _car_info_kernel(
+            sim.F, sim.I, sim.race_time, self.cars_per_race, self._state, c)
         return {
-            "lap": int(I[I_LAPS, c]),
-            "lap_valid": bool(I[I_LAP_VALID, c] == 1),
-            "lap_time_s": float(sim.race_time[c // self.cars_per_race] - F[F_LAP_T0, c]) if I[I_TIMING, c] == 1 else None,
-            "last_lap_s": None if last != last else float(last),
-            "best_lap_s": None if best != best else float(best),
-            "speed_mps": float(np.hypot(F[F_VX, c], F[F_VY, c])),
-            "s_m": float(F[F_S, c]),
-            "progress_m": float(F[F_DIST, c] - self.dist0[c]),
-            "off_track": bool(I[I_OFF, c] != 0),
-            "wall_contact": bool(I[I_WALL, c] != 0),
+            "lap": lap,
+            "lap_valid": lap_valid,
+            "lap_time_s": lap_time if timing else None,
+            "last_lap_s": None if last != last else last,
+            "best_lap_s": None if best != best else best,
+            "speed_mps": speed,
+            "s_m": s,
+            "progress_m": progress,
+            "off_track": off,
+            "wall_contact": wall,
         }
 
     def lap_record(self, car: int) -> dict:
@@ -311,10 +307,28 @@ class RaceCore:
 
 
 @nb.njit(cache=True, nogil=True)
-def _episode_kernel(F, I, anchor, timer, dt, stuck_time, laps, stuck, finished):
-    """Stuck: less than STUCK_MIN_PROGRESS_M of race distance gained within ``stuck_time``
-    (the anchor moves on whenever the car gets that far past it). Finished: ``laps``
-    timed laps completed (``laps < 0``: never)."""
+def _score_kernel(terms, rewards, n_sum, cars, row_of_car, F, I, P, peak, events, w, state, dt, stuck_time, laps,
+                  flags):
+    """Everything :meth:`RaceCore.step` computes after the simulator step, in one call:
+    the reward terms (:func:`envs.rewards.reward_kernel`, arguments ``terms`` to ``w``)
+    and the episode bookkeeping (:func:`_episode_kernel`)."""
+    reward_kernel(terms, rewards, n_sum, cars, row_of_car, F, I, P, peak, events, w)
+    _episode_kernel(F, I, state, dt, stuck_time, laps, events, flags)
+
+
+@nb.njit(cache=True, nogil=True)
+def _episode_kernel(F, I, state, dt, stuck_time, laps, events, flags):
+    """Episode bookkeeping of one control step for every car (``state``: the ``S_*`` rows;
+    ``flags``: rows terminated, stuck, finished, lap_done, written). Stuck: less than
+    STUCK_MIN_PROGRESS_M of race distance gained within ``stuck_time`` (the anchor moves on
+    whenever the car gets that far past it). Finished: ``laps`` timed laps completed
+    (``laps < 0``: never). Terminated: either. Lap events (``events`` rows) set
+    ``lap_done`` and the last lap time, and the best one if the lap was valid."""
+    anchor = state[S_ANCHOR]
+    timer = state[S_TIMER]
+    last_lap = state[S_LAST_LAP]
+    best_lap = state[S_BEST_LAP]
+    terminated, stuck, finished, lap_done = flags[0], flags[1], flags[2], flags[3]
     for c in range(F.shape[1]):
         dist = F[F_DIST, c]
         if dist >= anchor[c] + STUCK_MIN_PROGRESS_M:
@@ -324,6 +338,28 @@ def _episode_kernel(F, I, anchor, timer, dt, stuck_time, laps, stuck, finished):
             timer[c] += dt
         stuck[c] = timer[c] >= stuck_time - 1e-9
         finished[c] = laps >= 0 and I[I_LAPS, c] >= laps
+        terminated[c] = stuck[c] or finished[c]
+        lap_done[c] = False
+    for k in range(events.shape[0]):
+        if events[k, E_TYPE] != EV_LAP:
+            continue
+        c = int(events[k, E_A])
+        t = events[k, E_VALUE]
+        lap_done[c] = True
+        last_lap[c] = t
+        if events[k, E_AUX] > 0.5 and not (t >= best_lap[c]):
+            best_lap[c] = t
+
+
+@nb.njit(cache=True, nogil=True)
+def _car_info_kernel(F, I, race_time, cars_per_race, state, c):
+    """The values of :meth:`RaceCore.car_info` of car ``c``: ``(lap, lap_valid, timing,
+    lap_time_s, last_lap_s, best_lap_s, speed_mps, s_m, progress_m, off_track,
+    wall_contact)`` (NaN: no value; ``lap_time_s`` means something only while ``timing``)."""
+    return (I[I_LAPS, c], I[I_LAP_VALID, c] == 1, I[I_TIMING, c] == 1,
+            race_time[c // cars_per_race] - F[F_LAP_T0, c], state[S_LAST_LAP, c], state[S_BEST_LAP, c],
+            math.hypot(F[F_VX, c], F[F_VY, c]), F[F_S, c], F[F_DIST, c] - state[S_DIST0, c], I[I_OFF, c] != 0,
+            I[I_WALL, c] != 0)
 
 
 def _pick(value, k: int, n: int, key: str):

@@ -351,10 +351,17 @@ def build_observations(sim, cars=None, config: ObsConfig | None = None, out: np.
     elif out.shape != (cars.shape[0], cfg.dim) or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError(f"out must be a C-contiguous float32 array of shape {(cars.shape[0], cfg.dim)}, "
                          f"got {out.shape} {out.dtype}")
+    return observe_into(out, sim, cars, cfg)
+
+
+def observe_into(out: np.ndarray, sim, cars: np.ndarray, config: ObsConfig) -> np.ndarray:
+    """:func:`build_observations` without its argument checks, for callers that step often
+    with arguments they own: ``cars`` a C-contiguous int64 array, ``out`` a C-contiguous
+    float32 array of shape ``(len(cars), config.dim)`` (filled and returned)."""
     # the packed track tables the simulator kernels use (kept current by RaceSim.set_track)
     pk = sim.pack
     _observation_kernel(out, cars, sim.F, sim.I, sim.P, sim.race_track, sim.cars_per_race, pk.x, pk.y, pk.w_left,
-                        pk.w_right, pk.offset, pk.count, pk.ds, cfg.course_points, cfg.lookahead_time_s,
-                        cfg.min_lookahead_m, cfg.num_opponents, cfg.opponent_range_ahead_m,
-                        cfg.opponent_range_behind_m)
+                        pk.w_right, pk.offset, pk.count, pk.ds, config.course_points, config.lookahead_time_s,
+                        config.min_lookahead_m, config.num_opponents, config.opponent_range_ahead_m,
+                        config.opponent_range_behind_m)
     return out

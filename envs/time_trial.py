@@ -193,10 +193,9 @@ class TimeTrialEnv(gym.Env):
             raise ValueError(f"action must have shape (2,) ([steer, throttle_brake]), got {a.shape}")
         res = self.core.step(a.reshape(1, 2))
         obs = self.core.observe()[0].copy()
-        terms = res.terms[0]
-        reward_terms = {name: float(terms[k]) for k, name in enumerate(SOLO_TERMS)}
         info = self._info(stuck=bool(res.stuck[0]), finished=bool(res.finished[0]))
-        info["reward_terms"] = reward_terms
+        # zip stops after the reported terms (the first len(SOLO_TERMS) columns)
+        info["reward_terms"] = dict(zip(SOLO_TERMS, res.terms[0].tolist()))
         if res.lap_done[0]:
             info["lap_record"] = self.core.lap_record(0)
         if self.render_mode == "human":

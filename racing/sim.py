@@ -119,7 +119,7 @@ class SimConfig:
 
 class TrackPack(NamedTuple):
     """Several tracks concatenated for the kernels (sample ``k`` of track ``t`` is at
-    ``offset[t] + k``)."""
+    ``offset[t] + k``). The per-sample arrays are rows of :attr:`samples`."""
 
     x: np.ndarray
     y: np.ndarray
@@ -134,6 +134,9 @@ class TrackPack(NamedTuple):
     wall_right: np.ndarray  # [m] centreline to the right wall
     sectors: np.ndarray  # (T, MAX_SECTORS) [m] sector start s; unused slots = +inf
     nsec: np.ndarray  # (T,) int64
+    # (8, samples): x, y, heading, kappa, w_left, w_right, wall_left, wall_right (the arrays
+    # above are its rows), so that the simulator kernels take them as one argument
+    samples: np.ndarray
 
     @staticmethod
     def build(tracks: Sequence[Track]) -> "TrackPack":
@@ -144,14 +147,17 @@ class TrackPack(NamedTuple):
             if t.num_sectors > MAX_SECTORS:
                 raise ConfigError(f"track '{t.name}' has {t.num_sectors} sectors; at most {MAX_SECTORS} are supported")
             sectors[k, : t.num_sectors] = t.sector_starts_s
-        cat = lambda arrays: np.ascontiguousarray(np.concatenate(arrays))  # noqa: E731
-        return TrackPack(
+        cat = np.concatenate
+        samples = np.stack([
             cat([t.x for t in tracks]), cat([t.y for t in tracks]), cat([np.mod(t.heading, 2 * np.pi) for t in tracks]),
             cat([t.kappa for t in tracks]), cat([t.w_left for t in tracks]), cat([t.w_right for t in tracks]),
-            offsets, counts, np.array([t.ds for t in tracks]),
             cat([wall_distance(t.w_left, t.wall_margin_m, t.kappa) for t in tracks]),
             cat([wall_distance(t.w_right, t.wall_margin_m, -t.kappa) for t in tracks]),
-            sectors, np.array([t.num_sectors for t in tracks], dtype=np.int64),
+        ])
+        x, y, heading, kappa, w_left, w_right, wall_left, wall_right = samples  # C-contiguous rows
+        return TrackPack(
+            x, y, heading, kappa, w_left, w_right, offsets, counts, np.array([t.ds for t in tracks]),
+            wall_left, wall_right, sectors, np.array([t.num_sectors for t in tracks], dtype=np.int64), samples,
         )
 
 
@@ -520,11 +526,19 @@ def _walls(F, I, P, c, b, th, d, wall_left, wall_right, s, cfg, ev, evn, max_ev,
             ev[b, k, E_SPEED2T] += speed2 * dt
 
 
+@nb.njit(cache=True, nogil=True)
+def _sample_rows(samples):
+    """The rows of :attr:`TrackPack.samples`: x, y, heading, kappa, w_left, w_right,
+    wall_left, wall_right."""
+    return samples[0], samples[1], samples[2], samples[3], samples[4], samples[5], samples[6], samples[7]
+
+
 @nb.njit(cache=True, nogil=True, parallel=True)
-def step_all(F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off, pk_n,
-             pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev):
+def step_all(F, I, U, P, race_track, race_time, pk_samples, pk_off, pk_n, pk_ds, pk_sec, pk_nsec, cfg, n_cars, n_sub,
+             dt, ev, evn, max_ev):
     """Advance every race by one control step (``n_sub`` physics steps of ``dt``), races in
-    parallel threads."""
+    parallel threads. ``pk_*``: the :class:`TrackPack` arrays."""
+    pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_wall_l, pk_wall_r = _sample_rows(pk_samples)
     n_races = race_track.shape[0]
     for b in nb.prange(n_races):
         _race_step(b, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off,
@@ -533,9 +547,10 @@ def step_all(F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, p
 
 
 @nb.njit(cache=True, nogil=True)
-def step_all_serial(F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off, pk_n,
-                    pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev):
+def step_all_serial(F, I, U, P, race_track, race_time, pk_samples, pk_off, pk_n, pk_ds, pk_sec, pk_nsec, cfg, n_cars,
+                    n_sub, dt, ev, evn, max_ev):
     """:func:`step_all` in the calling thread (small batches: no thread hand-off)."""
+    pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_wall_l, pk_wall_r = _sample_rows(pk_samples)
     for b in range(race_track.shape[0]):
         _race_step(b, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off,
                    pk_n, pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev)
@@ -552,6 +567,16 @@ def _prepare_controls(u, out):
                 return c
             out[c, k] = -1.0 if v < -1.0 else (1.0 if v > 1.0 else v)
     return -1
+
+
+class NonFiniteControlsError(ValueError):
+    """A NaN or infinite control given to :meth:`RaceSim.step` (raised before anything
+    moves): ``car`` is the first car with one, ``controls`` its ``[steer, throttle_brake]``."""
+
+    def __init__(self, car: int, controls: list):
+        super().__init__(f"controls must be finite; car {car} has {controls}")
+        self.car = car
+        self.controls = controls
 
 
 #: Batches with fewer cars than this step in the calling thread: handing a small batch to
@@ -623,6 +648,8 @@ class RaceSim:
         self.I = np.zeros((NUM_I, self.num_cars), dtype=np.int64)
         self.race_time = np.zeros(self.num_races)
         self._cfg = self.config.to_array()
+        self._substeps = self.config.substeps
+        self._dt = self.config.dt
         self._max_ev = int(self.config.max_events)
         self._ev = np.zeros((self.num_races, self._max_ev, NUM_E))
         self._evn = np.zeros(self.num_races, dtype=np.int64)
@@ -666,7 +693,9 @@ class RaceSim:
         self._tracks = uniq
         for b, t in enumerate(per_race):
             self.race_track[b] = next(k for k, u in enumerate(uniq) if u is t)
-        self._pack = TrackPack.build(uniq)
+        pk = self._pack = TrackPack.build(uniq)
+        # the step kernels' track arguments, in their order (fixed until the next repack)
+        self._pack_args = (pk.samples, pk.offset, pk.count, pk.ds, pk.sectors, pk.nsec)
 
     def track_of(self, race: int) -> Track:
         return self._tracks[int(self.race_track[race])]
@@ -758,39 +787,44 @@ class RaceSim:
 
         Args:
             controls: ``(num_cars, 2)`` or ``(num_races, cars_per_race, 2)`` array of
-                ``[steer, throttle_brake]`` in [-1, 1] (clipped). NaN or inf raises.
+                ``[steer, throttle_brake]`` in [-1, 1] (clipped). NaN or inf raises
+                :class:`NonFiniteControlsError` (a ValueError).
         """
         u = np.asarray(controls, dtype=np.float64).reshape(self.num_cars, 2)
         bad = _prepare_controls(u, self._U)
         if bad >= 0:
-            raise ValueError(f"controls must be finite; car {bad} has {u[bad].tolist()}")
-        pk = self._pack
+            raise NonFiniteControlsError(bad, u[bad].tolist())
         kernel = step_all if self.parallel else step_all_serial
-        n_events = kernel(self.F, self.I, self._U, self.P, self.race_track, self.race_time, pk.x, pk.y, pk.heading,
-                 pk.kappa, pk.w_left, pk.w_right, pk.offset, pk.count, pk.ds, pk.wall_left, pk.wall_right,
-                 pk.sectors, pk.nsec,
-                 self._cfg, self.cars_per_race, self.config.substeps, self.config.dt, self._ev, self._evn,
-                 self._max_ev)
+        n_events = kernel(self.F, self.I, self._U, self.P, self.race_track, self.race_time, *self._pack_args,
+                          self._cfg, self.cars_per_race, self._substeps, self._dt, self._ev, self._evn, self._max_ev)
         if n_events == 0:  # the common case: nothing happened
             return self._no_events
         return self._collect_events()
 
     def _collect_events(self) -> StepEvents:
-        counts = np.minimum(self._evn, self._max_ev)
-        dropped = int(np.sum(self._evn - counts))
-        rows = np.concatenate([self._ev[b, : counts[b]] for b in range(self.num_races) if counts[b]])
-        race = np.repeat(np.arange(self.num_races), counts)
+        if self.num_races == 1:  # the common small case, without the per-race bookkeeping
+            n = int(self._evn[0])
+            kept = min(n, self._max_ev)
+            rows = self._ev[0, :kept].copy()
+            race = np.zeros(kept, dtype=np.int64)
+            dropped = n - kept
+        else:
+            counts = np.minimum(self._evn, self._max_ev)
+            dropped = int(np.sum(self._evn - counts))
+            # the first counts[b] rows of each race b, races in order
+            rows = self._ev[np.arange(self._max_ev) < counts[:, None]]
+            race = np.repeat(np.arange(self.num_races), counts)
         # lap bookkeeping (sector times go with the lap they belong to)
-        typ_col = rows[:, E_TYPE]
-        for r in rows[(typ_col == EV_SECTOR) | (typ_col == EV_LAP)]:
-            typ = r[E_TYPE]
-            c = int(r[E_A])
-            if typ == EV_SECTOR:
-                self._sector_buf[c].append(float(r[E_VALUE]))
-            elif typ == EV_LAP:
-                self.laps[c].append(LapRecord(int(r[E_INDEX]), float(r[E_VALUE]), bool(r[E_AUX]),
-                                              self._sector_buf[c]))
-                self._sector_buf[c] = []
+        types = rows[:, E_TYPE].tolist()  # a list scan is far cheaper than masks on a few rows
+        if EV_LAP in types or EV_SECTOR in types:
+            for r, typ in zip(rows, types):
+                if typ == EV_SECTOR:
+                    self._sector_buf[int(r[E_A])].append(float(r[E_VALUE]))
+                elif typ == EV_LAP:
+                    c = int(r[E_A])
+                    self.laps[c].append(LapRecord(int(r[E_INDEX]), float(r[E_VALUE]), bool(r[E_AUX]),
+                                                  self._sector_buf[c]))
+                    self._sector_buf[c] = []
         return StepEvents(rows, race, dropped)
 
     # ------------------------------------------------------------ views
