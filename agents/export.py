@@ -119,16 +119,21 @@ def observation_notes(cfg) -> dict:
                   "A world vector (dx, dy) in the car frame is (dx cos(yaw) + dy sin(yaw), -dx sin(yaw) + dy cos(yaw)).",
         "normalisation": "Every element is the raw quantity divided by its 'scale'; a string scale names a vehicle "
                          "quantity (m*g: mass_kg x 9.81; max_steer_rad). No clipping.",
-        "projection": "s is the arc length of the car's foot point on the sampled centreline (closest point on the "
-                      "polyline of the track's samples, spaced ds metres); off_track is 1 when the car's lateral offset "
-                      "from the centreline is beyond the left or right width at s (widths linear between samples).",
+        "projection": "The track is a closed polyline of centreline samples i = 0..n-1 spaced ds metres along the "
+                      "centreline, each with a left and right width. The car's foot point is the closest point on "
+                      "the polyline: segment i (sample i to i+1, wrapping), fraction u in [0, 1) along it; then "
+                      "s = (i + u) ds, the lateral offset d = cross(segment, car - sample i) / |segment| (left "
+                      "positive), and off_track is 1 when d > the left width or d < -the right width, widths linear "
+                      "in u between samples i and i+1.",
         "course_points": f"Look-ahead L = max({cfg.min_lookahead_m} m, speed x {cfg.lookahead_time_s} s) with "
                          f"speed = hypot(vx, vy); point k (0..{cfg.course_points - 1}) is at arc length "
-                         f"s + k L / {cfg.course_points} (wrapped to the lap). At the track samples i and i+1 around "
-                         "it the edge points are the centreline point plus/minus the unit left normal (central "
-                         "difference of the neighbouring samples) times the left/right width; the point is linear "
-                         "between them. Points are given in the car frame; lines follow one another: all left-edge "
-                         "points (x, y pairs), then the centreline, then the right edge.",
+                         f"s + k L / {cfg.course_points} (wrapped to the lap length n ds); with f = that / ds, "
+                         "i = floor(f), u = f - i, the point is linear in u between its line's points at samples i "
+                         "and i+1. A line's point at sample i: the centreline sample, or it plus (left edge) / minus "
+                         "(right edge) the unit left normal times the left / right width, the normal being the "
+                         "sample's tangent (sample i+1 minus sample i-1) turned 90 degrees to the left. Points are "
+                         "given in the car frame; lines follow one another: all left-edge points (x, y pairs), then "
+                         "the centreline, then the right edge.",
         "opponents": ("none" if cfg.num_opponents == 0 else
                       f"The {cfg.num_opponents} nearest other cars ahead (track gap in [0, {cfg.opponent_range_ahead_m}] m) "
                       f"then behind (gap in [-{cfg.opponent_range_behind_m}, 0) m), nearest first; gap = wrap-aware "

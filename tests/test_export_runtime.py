@@ -1,6 +1,7 @@
 """racing export and the torch-free runtime: ONNX parity, observation parity, skill, errors."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -294,3 +295,73 @@ def test_runtime_bad_inputs(runtime, tmp_path, exported_builtin):
         from agents.drivers import make_driver
 
         make_driver(f"onnx:{exported_builtin}@fast")
+
+
+def _observation_from_spec(spec, track, raw):
+    """An independent implementation of the observation from ``driver.json`` alone (its
+    element scales and the formulas in ``observation.how``), in plain numpy: what a game
+    engine would write. ``raw``: the car's physics quantities by name (SI units)."""
+    veh = spec["vehicle"]["params"]
+    cfg = spec["observation"]["config"]
+    named_scale = {"m*g (vehicle weight)": veh["mass_kg"] * 9.81, "max_steer_rad (vehicle)": veh["max_steer_rad"]}
+    xs, ys, wl, wr, ds = track.x, track.y, track.w_left, track.w_right, track.ds
+    n = len(xs)
+    # projection: closest point on the closed polyline
+    px, py = raw["x"], raw["y"]
+    nx_, ny_ = np.roll(xs, -1), np.roll(ys, -1)
+    sx, sy = nx_ - xs, ny_ - ys
+    u = np.clip(((px - xs) * sx + (py - ys) * sy) / (sx * sx + sy * sy), 0.0, 1.0)
+    i = int(np.argmin(np.hypot(xs + u * sx - px, ys + u * sy - py)))
+    ui = u[i] if u[i] < 1.0 else 0.0
+    s0 = (i + ui) * ds
+    d = (sx[i] * (py - ys[i]) - sy[i] * (px - xs[i])) / math.hypot(sx[i], sy[i])
+    j = (i + 1) % n
+    off = d > wl[i] * (1 - ui) + wl[j] * ui or d < -(wr[i] * (1 - ui) + wr[j] * ui)
+    values = {"off_track": float(off)}
+    # course points
+    cy, sy_ = math.cos(raw["yaw"]), math.sin(raw["yaw"])
+    look = max(cfg["min_lookahead_m"], math.hypot(raw["vx"], raw["vy"]) * cfg["lookahead_time_s"])
+    K = cfg["course_points"]
+
+    def line_point(line, k):
+        t = np.array([xs[(k + 1) % n] - xs[k - 1], ys[(k + 1) % n] - ys[k - 1]])
+        nrm = np.array([-t[1], t[0]]) / np.hypot(*t)
+        c = np.array([xs[k], ys[k]])
+        return c + nrm * wl[k] if line == "left" else c if line == "centre" else c - nrm * wr[k]
+
+    for line in ("left", "centre", "right"):
+        for k in range(K):
+            f = np.mod(s0 + k * look / K, n * ds) / ds
+            a = int(f)
+            w = f - a
+            p = line_point(line, a) * (1 - w) + line_point(line, (a + 1) % n) * w
+            dx, dy = p[0] - px, p[1] - py
+            values[f"{line}_{k}_x"] = dx * cy + dy * sy_
+            values[f"{line}_{k}_y"] = -dx * sy_ + dy * cy
+    values.update({k: raw[k] for k in ("vx", "vy", "yaw_rate", "ax", "ay", "slip_front", "slip_rear", "load_front",
+                                       "load_rear", "steer_angle", "prev_steer", "prev_throttle_brake",
+                                       "wall_contact")})
+    out = []
+    for e in spec["observation"]["elements"]:
+        scale = e["scale"] if isinstance(e["scale"], (int, float)) else named_scale[e["scale"]]
+        out.append(values[e["name"]] / scale)
+    return np.array(out)
+
+
+def test_the_json_spec_alone_is_enough_to_build_the_observation(exported_builtin):
+    """A game engine needs nothing but driver.json and its track: an independent numpy
+    implementation of the documented formulas gives the environments' observation."""
+    from envs.observation import build_observations
+
+    spec = json.loads(exported_builtin.with_suffix(".json").read_text())
+    _, sim = _record_observations(n_races=8, steps=150)
+    want = build_observations(sim)
+    F = sim.F
+    names = dict(x=dy.F_X, y=dy.F_Y, yaw=dy.F_YAW, vx=dy.F_VX, vy=dy.F_VY, yaw_rate=dy.F_R, ax=dy.F_AX, ay=dy.F_AY,
+                 slip_front=dy.F_ALPHAF, slip_rear=dy.F_ALPHAR, load_front=dy.F_FZF, load_rear=dy.F_FZR,
+                 steer_angle=dy.F_STEER, prev_steer=dy.F_STEER_CMD, prev_throttle_brake=dy.F_THROTTLE_CMD)
+    for c in range(sim.num_cars):
+        raw = {k: float(F[i, c]) for k, i in names.items()}
+        raw["wall_contact"] = float(sim.I[dy.I_WALL, c] != 0)
+        got = _observation_from_spec(spec, sim.track_of(c), raw)
+        np.testing.assert_allclose(got, want[c], rtol=1e-5, atol=2e-5, err_msg=f"car {c}")
