@@ -250,7 +250,10 @@ def parity_error(model, onnx_path, obs_dim: int, obs: np.ndarray | None = None) 
 
 # ---------------------------------------------------------------------------- CLI
 def _cmd(args: argparse.Namespace) -> int:
-    onnx_path, json_path = export_driver(args.driver, args.out)
+    try:
+        onnx_path, json_path = export_driver(args.driver, args.out)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"racing export needs {exc.name}: pip install 'racing-rl[train,export]'") from None
     spec = json.loads(json_path.read_text())
     print(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e3:.0f} kB) and {json_path}")
     print(f"  observation: {spec['observation']['dim']} floats, action: 2 in [-1, 1] at "

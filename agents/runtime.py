@@ -151,11 +151,17 @@ class Driver:
     """
 
     def __init__(self, path, *, threads: int = 1, seed: int = 0):
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ModuleNotFoundError:
+            raise ConfigError("the driver runtime needs onnxruntime: pip install 'racing-rl[runtime]'") from None
 
         from envs.observation import ObsConfig
         from racing.vehicle import vehicle_from_dict
 
+        for name, value, low in (("threads", threads, 1), ("seed", seed, 0)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
         onnx_path, spec_path = _paths(path)
         try:
             spec = json.loads(spec_path.read_text())

@@ -279,6 +279,10 @@ def test_runtime_bad_inputs(runtime, tmp_path, exported_builtin):
         runtime.act("nowhere", good)
     with pytest.raises(ConfigError, match="shape"):
         runtime.policy(np.zeros((3, 5), dtype=np.float32))
+    with pytest.raises(ConfigError, match="threads"):
+        Driver(exported_builtin, threads=0)
+    with pytest.raises(ConfigError, match="seed"):
+        Driver(exported_builtin, seed=-1)
     # files
     with pytest.raises(ConfigError, match=".onnx"):
         Driver(tmp_path / "driver.txt")
