@@ -35,7 +35,7 @@ INPUT_NAME = "obs"
 OUTPUT_NAME = "action"
 
 
-def _project_version() -> str:
+def project_version() -> str:
     try:
         from importlib.metadata import version
 
@@ -159,7 +159,7 @@ def build_spec(record: dict, source: Path, cfg) -> dict:
     return {
         "format": "racing-onnx-driver",
         "format_version": 1,
-        "project": {"name": "racing-rl", "version": _project_version()},
+        "project": {"name": "racing-rl", "version": project_version()},
         "onnx": {"file": None, "input": INPUT_NAME, "output": OUTPUT_NAME, "opset": OPSET, "dtype": "float32",
                  "input_shape": ["batch", cfg.dim], "output_shape": ["batch", 2]},
         "policy": {"algorithm": record["algorithm"], "net_arch": list(record["net_arch"]),

@@ -550,7 +550,7 @@ def create_app(driver, token: str | None = None, max_body_bytes: int = DEFAULT_M
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from agents.export import _project_version
+    from agents.export import project_version
     from agents.runtime import OPTIONAL_FIELDS, REQUIRED_FIELDS
 
     if isinstance(driver, str):
@@ -561,7 +561,7 @@ def create_app(driver, token: str | None = None, max_body_bytes: int = DEFAULT_M
     if not (isinstance(max_body_bytes, int) and max_body_bytes >= 1):
         raise ConfigError(f"max_body_bytes must be a positive integer, got {max_body_bytes!r}")
     M = _models()
-    version = _project_version()
+    version = project_version()
     tracks = _Tracks(driver)
     lock = threading.Lock()  # one driver, one call at a time (it keeps per-car memory)
     name = driver_name or getattr(driver, "name", "driver")
