@@ -38,6 +38,8 @@ import math
 
 import numba as nb
 import numpy as np
+from numba.core import types as _nbt
+from numba.extending import intrinsic
 
 from racing.vehicle import PARAM_INDEX as _P
 
@@ -163,6 +165,22 @@ P_TAU = _P["kinematic_tau_s"]
 _JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
 
+@intrinsic
+def _sqrt(typingctx, x):
+    """``math.sqrt`` as the LLVM intrinsic (one ``sqrtsd`` instruction) where numba would
+    call libm's ``sqrt`` (which LLVM keeps when it cannot prove the argument >= 0). Both are
+    IEEE-754 correctly rounded, so the results are the same bits."""
+    if not isinstance(x, _nbt.Float):
+        return None
+    sig = x(x)
+
+    def codegen(context, builder, signature, args):
+        fn = builder.module.declare_intrinsic("llvm.sqrt", [args[0].type])
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
 @nb.njit(**_JIT)
 def magic(b, c, e, alpha):
     """Normalised magic formula sin(C atan(B a - E (B a - atan(B a)))) and its slope."""
@@ -183,12 +201,17 @@ def smoothstep(x):
 
 
 @nb.njit(**_JIT)
-def vehicle_substep(F, c, P, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f, crr_r, dt):
-    """Advance car ``c`` by one physics step ``dt`` (see the module docstring)."""
-    m = P[P_M]
-    iz = P[P_IZ]
-    lf = P[P_LF]
-    lr = P[P_LR]
+def vehicle_substep_row(F, c, P, pr, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f, crr_r, dt, trig, k):
+    """Advance car ``c`` by one physics step ``dt`` (see the module docstring); its
+    parameters are row ``pr`` of ``P`` (no array view is made: the simulator's hot loop).
+
+    ``trig[:, k]`` caches ``(delta, cos delta, sin delta)`` of the car's last road-wheel
+    angle between calls (a held steering angle needs no new trigonometry; the values are
+    exactly those recomputed); fill ``trig[0, k]`` with NaN to start without one."""
+    m = P[pr, P_M]
+    iz = P[pr, P_IZ]
+    lf = P[pr, P_LF]
+    lr = P[pr, P_LR]
     wb = lf + lr
     vx = F[F_VX, c]
     vy = F[F_VY, c]
@@ -196,34 +219,41 @@ def vehicle_substep(F, c, P, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f,
     yaw = F[F_YAW, c]
 
     # --- steering actuator (angle and rate limits)
-    target = steer_cmd * P[P_SMAX]
+    target = steer_cmd * P[pr, P_SMAX]
     delta = F[F_STEER, c]
-    step = P[P_SRATE] * dt
+    step = P[pr, P_SRATE] * dt
     dd = target - delta
     if dd > step:
         dd = step
     elif dd < -step:
         dd = -step
     delta += dd
-    cd = math.cos(delta)
-    sd = math.sin(delta)
+    if delta == trig[0, k] and delta != 0.0:  # same value and bits (the sign of 0 aside)
+        cd = trig[1, k]
+        sd = trig[2, k]
+    else:
+        cd = math.cos(delta)
+        sd = math.sin(delta)
+        trig[0, k] = delta
+        trig[1, k] = cd
+        trig[2, k] = sd
 
     # --- aero and loads
     v2 = vx * vx + vy * vy
     speed = math.sqrt(v2)
-    q = 0.5 * P[P_RHO] * v2
-    down = q * P[P_CLA]
+    q = 0.5 * P[pr, P_RHO] * v2
+    down = q * P[pr, P_CLA]
     ax_f = F[F_AX, c]
-    transfer = m * ax_f * P[P_H] / wb
-    fzf = m * G * lr / wb + down * P[P_ABF] - transfer
-    fzr = m * G * lf / wb + down * (1.0 - P[P_ABF]) + transfer
+    transfer = m * ax_f * P[pr, P_H] / wb
+    fzf = m * G * lr / wb + down * P[pr, P_ABF] - transfer
+    fzr = m * G * lf / wb + down * (1.0 - P[pr, P_ABF]) + transfer
     fz_min = 0.05 * m * G
     if fzf < fz_min:
         fzf = fz_min
     if fzr < fz_min:
         fzr = fz_min
-    muf = P[P_MU] * mu_scale_f
-    mur = P[P_MU] * P[P_RGR] * mu_scale_r
+    muf = P[pr, P_MU] * mu_scale_f
+    mur = P[pr, P_MU] * P[pr, P_RGR] * mu_scale_r
     capf = muf * fzf
     capr = mur * fzr
 
@@ -233,22 +263,22 @@ def vehicle_substep(F, c, P, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f,
     brake_r = 0.0
     if throttle >= 0.0:
         vd = vx if vx > 1.0 else 1.0
-        fmax = P[P_POW] / vd
-        if fmax > P[P_FDRIVE]:
-            fmax = P[P_FDRIVE]
+        fmax = P[pr, P_POW] / vd
+        if fmax > P[pr, P_FDRIVE]:
+            fmax = P[pr, P_FDRIVE]
         drive = throttle * fmax
     else:
-        fb = -throttle * P[P_FBRAKE]
-        brake_f = fb * P[P_BB]
-        brake_r = fb * (1.0 - P[P_BB])
+        fb = -throttle * P[pr, P_FBRAKE]
+        brake_f = fb * P[pr, P_BB]
+        brake_r = fb * (1.0 - P[pr, P_BB])
     # ABS / traction control hold each axle's longitudinal force below abs_limit of its
     # grip, so a braking or accelerating axle keeps some cornering grip
-    lim_f = P[P_ABS] * capf
-    lim_r = P[P_ABS] * capr
+    lim_f = P[pr, P_ABS] * capf
+    lim_r = P[pr, P_ABS] * capr
     if brake_f > lim_f:
         brake_f = lim_f
     # brake-force distribution keeps the rear brake well inside its grip: stable braking
-    lim_brake_r = P[P_EBD] * capr
+    lim_brake_r = P[pr, P_EBD] * capr
     if brake_r > lim_brake_r:
         brake_r = lim_brake_r
     fx_r_long = drive - brake_r
@@ -269,12 +299,12 @@ def vehicle_substep(F, c, P, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f,
     sgn_vx = 1.0 if vx >= 0.0 else -1.0
     alpha_f = math.atan2(vyf, vreg) - delta * sgn_vx
     alpha_r = math.atan2(vyr, vreg)
-    mf, dmf = magic(P[P_BF], P[P_C], P[P_E], alpha_f)
-    mr, dmr = magic(P[P_BR], P[P_C], P[P_E], alpha_r)
+    mf, dmf = magic(P[pr, P_BF], P[pr, P_C], P[pr, P_E], alpha_f)
+    mr, dmr = magic(P[pr, P_BR], P[pr, P_C], P[pr, P_E], alpha_r)
     xf = brake_f / capf
     xr = fx_r_long / capr
-    scf = math.sqrt(1.0 - xf * xf) if xf * xf < 1.0 else 0.0
-    scr = math.sqrt(1.0 - xr * xr) if xr * xr < 1.0 else 0.0
+    scf = _sqrt(1.0 - xf * xf) if xf * xf < 1.0 else 0.0
+    scr = _sqrt(1.0 - xr * xr) if xr * xr < 1.0 else 0.0
     fyf = -capf * scf * mf
     fyr = -capr * scr * mr
 
@@ -286,13 +316,13 @@ def vehicle_substep(F, c, P, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f,
         drive_r = 0.0
         coul_r = -fx_r_long  # magnitude of rear braking
     roll = crr_f * fzf + crr_r * fzr
-    drag = P[P_CDA] * (1.0 - F[F_DRAFT, c]) * 0.5 * P[P_RHO] * vx * abs(vx)
+    drag = P[pr, P_CDA] * (1.0 - F[F_DRAFT, c]) * 0.5 * P[pr, P_RHO] * vx * abs(vx)
 
     # --- longitudinal: explicit, Coulomb resistances cannot reverse the motion
     # front brake force lies along the front wheel: its body-x part is brake_f cos(delta)
     # the lateral-force and vy*r terms belong to the dynamic model; the kinematic model
     # (low speed) moves along the body axis
-    w = smoothstep((speed - P[P_VLO]) / (P[P_VHI] - P[P_VLO]))
+    w = smoothstep((speed - P[pr, P_VLO]) / (P[pr, P_VHI] - P[pr, P_VLO]))
     ax_other = (drive_r - w * fyf * sd - drag) / m
     resist = (brake_f * cd + coul_r + roll) / m
     vx_new = vx + dt * ax_other
@@ -307,7 +337,7 @@ def vehicle_substep(F, c, P, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f,
     fxf_body_y = -brake_f * sd * (1.0 if vx >= 0.0 else -1.0)
 
     # --- lateral and yaw: blend dynamic <-> kinematic, linearly implicit step
-    tau = P[P_TAU]
+    tau = P[pr, P_TAU]
     ay_dyn = (fyr + fyf * cd + fxf_body_y) / m
     rd_dyn = (lf * (fyf * cd + fxf_body_y) - lr * fyr) / iz
     r_kin = vx * (sd / cd) / wb
@@ -369,6 +399,15 @@ def vehicle_substep(F, c, P, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f,
     F[F_FZR, c] = fzr
     F[F_ALPHAF, c] = alpha_f
     F[F_ALPHAR, c] = alpha_r
+
+
+@nb.njit(**_JIT)
+def vehicle_substep(F, c, P, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f, crr_r, dt):
+    """Advance car ``c`` by one physics step ``dt`` (see the module docstring); ``P`` is
+    the car's parameter vector."""
+    trig = np.full((3, 1), np.nan)
+    vehicle_substep_row(F, c, P.reshape((1, P.shape[0])), 0, steer_cmd, throttle, mu_scale_f, mu_scale_r, crr_f,
+                        crr_r, dt, trig, 0)
 
 
 @nb.njit(**_JIT)

@@ -194,225 +194,247 @@ def _add_event(ev, evn, b, max_ev, typ, a, other, t):
 
 
 @nb.njit(cache=True, nogil=True)
-def _frenet(F, I, c, tx, ty, off, n, ds):
-    """Project car ``c`` onto its track with local search from its last segment."""
-    hint = I[I_SEG, c]
-    seg, u, d = project_packed(F[F_X, c], F[F_Y, c], hint, tx, ty, off, n)
-    I[I_SEG, c] = seg
-    return (seg + u) * ds, d, seg, u
-
-
-@nb.njit(cache=True, nogil=True)
-def _race_step(b, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off,
-               pk_n, pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev):
-    t_idx = race_track[b]
-    off = pk_off[t_idx]
-    n = pk_n[t_idx]
-    ds = pk_ds[t_idx]
-    length = n * ds
-    nsec = pk_nsec[t_idx]
-    c0 = b * n_cars
-    c1 = c0 + n_cars
-    evn[b] = 0
-    for c in range(c0, c1):
-        F[F_PROGRESS_STEP, c] = 0.0
-        F[F_WALL_SPEED2_TIME, c] = 0.0
-        I[I_WALL, c] = 0
-        I[I_CAR_CONTACT, c] = 0
-        F[F_STEER_CMD, c] = U[c, 0]
-        F[F_THROTTLE_CMD, c] = U[c, 1]
-    draft_max = cfg[dy.C_DRAFT_MAX]
-    for _sub in range(n_sub):
-        t_now = race_time[b]
-        # ---- slipstream: drag reduction behind the nearest car ahead in its wake (once per
-        # control step: the wake geometry changes little in 0.1 s and this loop is O(N^2))
+def _race_steps(b0, b1, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off,
+                pk_n, pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev):
+    """Advance races ``b0 .. b1 - 1`` by one control step. One call steps many races: each
+    call of a jitted function with array arguments costs atomic reference counting."""
+    # per car of the race being stepped, carried from one substep to the next (exactly the
+    # values the substep would recompute): sin(yaw - track heading at the car's segment), as
+    # computed for F_DDOT at the end of the previous substep (nothing between changes the
+    # yaw or the segment), and half the car's diagonal
+    scratch = np.empty((7, n_cars))  # one allocation per call
+    srel_of = scratch[0]
+    half_diag = scratch[1]
+    steer_trig = scratch[2:5]  # the road-wheel angle and its cos and sin (vehicle_substep_row)
+    yaw_cs = scratch[5:7]  # cos and sin of each car's yaw (slipstream)
+    for b in range(b0, b1):
+        t_idx = race_track[b]
+        off = pk_off[t_idx]
+        n = pk_n[t_idx]
+        ds = pk_ds[t_idx]
+        length = n * ds
+        nsec = pk_nsec[t_idx]
+        c0 = b * n_cars
+        c1 = c0 + n_cars
+        evn[b] = 0
+        steer_trig[0, :] = np.nan
         for c in range(c0, c1):
-            if _sub > 0 or n_cars == 1:
-                break
-            best = 0.0
-            if I[I_ACTIVE, c] == 1 and draft_max > 0.0:
+            F[F_PROGRESS_STEP, c] = 0.0
+            F[F_WALL_SPEED2_TIME, c] = 0.0
+            I[I_WALL, c] = 0
+            I[I_CAR_CONTACT, c] = 0
+            F[F_STEER_CMD, c] = U[c, 0]
+            F[F_THROTTLE_CMD, c] = U[c, 1]
+        draft_max = cfg[dy.C_DRAFT_MAX]
+        for _sub in range(n_sub):
+            t_now = race_time[b]
+            # ---- slipstream: drag reduction behind the nearest car ahead in its wake (once per
+            # control step: the wake geometry changes little in 0.1 s and this loop is O(N^2));
+            # each car's heading cos and sin once, not once per pair
+            if _sub == 0 and n_cars > 1 and draft_max > 0.0:
                 for o in range(c0, c1):
-                    if o == c or I[I_ACTIVE, o] == 0:
-                        continue
-                    ho = F[F_YAW, o]
-                    rx = F[F_X, c] - F[F_X, o]
-                    ry = F[F_Y, c] - F[F_Y, o]
-                    lon = rx * math.cos(ho) + ry * math.sin(ho)  # < 0: behind o
-                    if lon >= -0.5 * P[o, P_LEN] or lon < -cfg[dy.C_DRAFT_RANGE]:
-                        continue
-                    lat = -rx * math.sin(ho) + ry * math.cos(ho)
-                    gap = -lon - 0.5 * P[o, P_LEN]
-                    f = draft_max * math.exp(-gap / cfg[dy.C_DRAFT_LEN]) * math.exp(
-                        -(lat / cfg[dy.C_DRAFT_WIDTH]) ** 2)
-                    if f > best:
-                        best = f
-            F[F_DRAFT, c] = best
-        # ---- vehicles, projection, progress, track limits, walls
-        for c in range(c0, c1):
-            if I[I_ACTIVE, c] == 0:
-                continue
-            seg_prev = I[I_SEG, c]
-            th = pk_h[off + seg_prev]
-            rel = F[F_YAW, c] - th
-            srel = math.sin(rel)
-            d_old = F[F_D, c]
-            wl = pk_wl[off + seg_prev]
-            wr = pk_wr[off + seg_prev]
-            df = d_old + P[c, P_LF] * srel
-            dr_ = d_old - P[c, P_LR] * srel
-            mu_f = cfg[dy.C_RUNOFF_MU] if (df > wl or df < -wr) else 1.0
-            mu_r = cfg[dy.C_RUNOFF_MU] if (dr_ > wl or dr_ < -wr) else 1.0
-            crr = P[c, dy.P_CRR]
-            crr_f = cfg[dy.C_RUNOFF_ROLL] if mu_f < 1.0 else crr
-            crr_r = cfg[dy.C_RUNOFF_ROLL] if mu_r < 1.0 else crr
-            dy.vehicle_substep(F, c, P[c], U[c, 0], U[c, 1], mu_f, mu_r, crr_f, crr_r, dt)
-
-            s_old = F[F_S, c]
-            s_new, d, seg, u = _frenet(F, I, c, pk_x, pk_y, off, n, ds)
-            dsig = s_new - s_old
-            if dsig > 0.5 * length:
-                dsig -= length
-            elif dsig < -0.5 * length:
-                dsig += length
-            dist_old = F[F_DIST, c]
-            dist = dist_old + dsig
-            F[F_DIST, c] = dist
-            F[F_S, c] = s_new
-            F[F_D, c] = d
-            F[F_PROGRESS_STEP, c] += dsig
-            j = seg + 1 if seg + 1 < n else 0
-            wl = pk_wl[off + seg] * (1.0 - u) + pk_wl[off + j] * u
-            wr = pk_wr[off + seg] * (1.0 - u) + pk_wr[off + j] * u
-            th = pk_h[off + seg]
-            kap = pk_k[off + seg]
-
-            # ---- start/finish line and sectors (forward crossings only)
-            while dist >= F[F_NEXT_LINE, c]:
-                line = F[F_NEXT_LINE, c]
-                frac = (line - dist_old) / (dist - dist_old) if dist > dist_old else 1.0
-                tc = t_now + frac * dt
-                if I[I_TIMING, c] == 1 and line - F[F_LAP_D0, c] > 0.5 * length:
-                    k = _add_event(ev, evn, b, max_ev, EV_SECTOR, c, -1.0, tc)
-                    if k >= 0:
-                        ev[b, k, E_VALUE] = tc - F[F_SECTOR_T0, c]
-                        ev[b, k, E_INDEX] = nsec - 1
-                    I[I_LAPS, c] += 1
-                    k = _add_event(ev, evn, b, max_ev, EV_LAP, c, -1.0, tc)
-                    if k >= 0:
-                        ev[b, k, E_VALUE] = tc - F[F_LAP_T0, c]
-                        ev[b, k, E_AUX] = I[I_LAP_VALID, c]
-                        ev[b, k, E_INDEX] = I[I_LAPS, c]
-                        ev[b, k, E_SA] = s_new
-                    _start_lap(F, I, c, line, tc, pk_sec, t_idx, nsec, length)
-                elif I[I_TIMING, c] == 0:
-                    I[I_TIMING, c] = 1
-                    _start_lap(F, I, c, line, tc, pk_sec, t_idx, nsec, length)
-                F[F_NEXT_LINE, c] = line + length
-            if I[I_TIMING, c] == 1:
-                while dist >= F[F_NEXT_SECTOR, c] and I[I_SECTOR, c] < nsec - 1:
-                    bound = F[F_NEXT_SECTOR, c]
-                    frac = (bound - dist_old) / (dist - dist_old) if dist > dist_old else 1.0
-                    tc = t_now + frac * dt
-                    k = _add_event(ev, evn, b, max_ev, EV_SECTOR, c, -1.0, tc)
-                    if k >= 0:
-                        ev[b, k, E_VALUE] = tc - F[F_SECTOR_T0, c]
-                        ev[b, k, E_INDEX] = I[I_SECTOR, c]
-                    I[I_SECTOR, c] += 1
-                    F[F_SECTOR_T0, c] = tc
-                    sec = I[I_SECTOR, c]
-                    F[F_NEXT_SECTOR, c] = F[F_NEXT_LINE, c] - length + pk_sec[t_idx, sec + 1] if sec + 1 < nsec else F[F_NEXT_LINE, c]
-
-            # ---- track limits: centre beyond an edge; corner cut if on the inside of a bend
-            off_side = 0
-            if d > wl:
-                off_side = 1
-            elif d < -wr:
-                off_side = -1
-            if off_side != 0:
-                F[F_OFF_TIME, c] += dt
-                cut = (off_side > 0 and kap > cfg[dy.C_CUT_KAPPA]) or (off_side < 0 and kap < -cfg[dy.C_CUT_KAPPA])
-                if I[I_OFF, c] == 0:
-                    k = _add_event(ev, evn, b, max_ev, EV_OFF_TRACK, c, -1.0, t_now)
-                    if k >= 0:
-                        ev[b, k, E_X] = F[F_X, c]
-                        ev[b, k, E_Y] = F[F_Y, c]
-                        ev[b, k, E_SA] = s_new
-                        ev[b, k, E_DA] = d
-                        ev[b, k, E_INDEX] = off_side
-                    I[I_OFF, c] = 1
-                if cut and I[I_OFF, c] == 1:
-                    k = _add_event(ev, evn, b, max_ev, EV_CORNER_CUT, c, -1.0, t_now)
-                    if k >= 0:
-                        ev[b, k, E_X] = F[F_X, c]
-                        ev[b, k, E_Y] = F[F_Y, c]
-                        ev[b, k, E_SA] = s_new
-                        ev[b, k, E_DA] = d
-                        ev[b, k, E_INDEX] = off_side
-                    I[I_OFF, c] = 2
-                I[I_LAP_VALID, c] = 0
-            else:
-                I[I_OFF, c] = 0
-
-            # ---- walls (half-planes in the local track frame), impulse at the deepest corner
-            wall_l = pk_wall_l[off + seg] * (1.0 - u) + pk_wall_l[off + j] * u
-            wall_r = pk_wall_r[off + seg] * (1.0 - u) + pk_wall_r[off + j] * u
-            # (skipped when even the farthest corner cannot reach a wall: the common case)
-            if abs(d) + 0.5 * math.hypot(P[c, P_LEN], P[c, P_WID]) >= min(wall_l, wall_r):
-                _walls(F, I, P, c, b, th, d, wall_l, wall_r, s_new, cfg, ev, evn, max_ev, t_now, dt)
-            # lateral velocity relative to the track: v . n_track
-            rel = F[F_YAW, c] - th
-            F[F_DDOT, c] = F[F_VX, c] * math.sin(rel) + F[F_VY, c] * math.cos(rel)
-
-        # ---- car-to-car contact
-        if n_cars > 1:
-            for a in range(c0, c1):
-                if I[I_ACTIVE, a] == 0:
+                    if I[I_ACTIVE, o] == 1:
+                        ho = F[F_YAW, o]
+                        yaw_cs[0, o - c0] = math.cos(ho)
+                        yaw_cs[1, o - c0] = math.sin(ho)
+            for c in range(c0, c1):
+                if _sub > 0 or n_cars == 1:
+                    break
+                best = 0.0
+                if I[I_ACTIVE, c] == 1 and draft_max > 0.0:
+                    for o in range(c0, c1):
+                        if o == c or I[I_ACTIVE, o] == 0:
+                            continue
+                        cho = yaw_cs[0, o - c0]
+                        sho = yaw_cs[1, o - c0]
+                        rx = F[F_X, c] - F[F_X, o]
+                        ry = F[F_Y, c] - F[F_Y, o]
+                        lon = rx * cho + ry * sho  # < 0: behind o
+                        if lon >= -0.5 * P[o, P_LEN] or lon < -cfg[dy.C_DRAFT_RANGE]:
+                            continue
+                        lat = -rx * sho + ry * cho
+                        gap = -lon - 0.5 * P[o, P_LEN]
+                        f = draft_max * math.exp(-gap / cfg[dy.C_DRAFT_LEN]) * math.exp(
+                            -(lat / cfg[dy.C_DRAFT_WIDTH]) ** 2)
+                        if f > best:
+                            best = f
+                F[F_DRAFT, c] = best
+            # ---- vehicles, projection, progress, track limits, walls
+            for c in range(c0, c1):
+                if I[I_ACTIVE, c] == 0:
                     continue
-                for o in range(a + 1, c1):
-                    if I[I_ACTIVE, o] == 0:
+                seg_prev = I[I_SEG, c]
+                if _sub == 0:
+                    th = pk_h[off + seg_prev]
+                    rel = F[F_YAW, c] - th
+                    srel = math.sin(rel)
+                    half_diag[c - c0] = 0.5 * math.hypot(P[c, P_LEN], P[c, P_WID])
+                else:
+                    srel = srel_of[c - c0]
+                d_old = F[F_D, c]
+                wl = pk_wl[off + seg_prev]
+                wr = pk_wr[off + seg_prev]
+                df = d_old + P[c, P_LF] * srel
+                dr_ = d_old - P[c, P_LR] * srel
+                mu_f = cfg[dy.C_RUNOFF_MU] if (df > wl or df < -wr) else 1.0
+                mu_r = cfg[dy.C_RUNOFF_MU] if (dr_ > wl or dr_ < -wr) else 1.0
+                crr = P[c, dy.P_CRR]
+                crr_f = cfg[dy.C_RUNOFF_ROLL] if mu_f < 1.0 else crr
+                crr_r = cfg[dy.C_RUNOFF_ROLL] if mu_r < 1.0 else crr
+                dy.vehicle_substep_row(F, c, P, c, U[c, 0], U[c, 1], mu_f, mu_r, crr_f, crr_r, dt, steer_trig,
+                                       c - c0)
+
+                s_old = F[F_S, c]
+                # Frenet projection (local search from the last segment)
+                seg, u, d = project_packed(F[F_X, c], F[F_Y, c], I[I_SEG, c], pk_x, pk_y, off, n)
+                I[I_SEG, c] = seg
+                s_new = (seg + u) * ds
+                dsig = s_new - s_old
+                if dsig > 0.5 * length:
+                    dsig -= length
+                elif dsig < -0.5 * length:
+                    dsig += length
+                dist_old = F[F_DIST, c]
+                dist = dist_old + dsig
+                F[F_DIST, c] = dist
+                F[F_S, c] = s_new
+                F[F_D, c] = d
+                F[F_PROGRESS_STEP, c] += dsig
+                j = seg + 1 if seg + 1 < n else 0
+                wl = pk_wl[off + seg] * (1.0 - u) + pk_wl[off + j] * u
+                wr = pk_wr[off + seg] * (1.0 - u) + pk_wr[off + j] * u
+                th = pk_h[off + seg]
+                kap = pk_k[off + seg]
+
+                # ---- start/finish line and sectors (forward crossings only)
+                while dist >= F[F_NEXT_LINE, c]:
+                    line = F[F_NEXT_LINE, c]
+                    frac = (line - dist_old) / (dist - dist_old) if dist > dist_old else 1.0
+                    tc = t_now + frac * dt
+                    if I[I_TIMING, c] == 1 and line - F[F_LAP_D0, c] > 0.5 * length:
+                        k = _add_event(ev, evn, b, max_ev, EV_SECTOR, c, -1.0, tc)
+                        if k >= 0:
+                            ev[b, k, E_VALUE] = tc - F[F_SECTOR_T0, c]
+                            ev[b, k, E_INDEX] = nsec - 1
+                        I[I_LAPS, c] += 1
+                        k = _add_event(ev, evn, b, max_ev, EV_LAP, c, -1.0, tc)
+                        if k >= 0:
+                            ev[b, k, E_VALUE] = tc - F[F_LAP_T0, c]
+                            ev[b, k, E_AUX] = I[I_LAP_VALID, c]
+                            ev[b, k, E_INDEX] = I[I_LAPS, c]
+                            ev[b, k, E_SA] = s_new
+                        _start_lap(F, I, c, line, tc, pk_sec, t_idx, nsec, length)
+                    elif I[I_TIMING, c] == 0:
+                        I[I_TIMING, c] = 1
+                        _start_lap(F, I, c, line, tc, pk_sec, t_idx, nsec, length)
+                    F[F_NEXT_LINE, c] = line + length
+                if I[I_TIMING, c] == 1:
+                    while dist >= F[F_NEXT_SECTOR, c] and I[I_SECTOR, c] < nsec - 1:
+                        bound = F[F_NEXT_SECTOR, c]
+                        frac = (bound - dist_old) / (dist - dist_old) if dist > dist_old else 1.0
+                        tc = t_now + frac * dt
+                        k = _add_event(ev, evn, b, max_ev, EV_SECTOR, c, -1.0, tc)
+                        if k >= 0:
+                            ev[b, k, E_VALUE] = tc - F[F_SECTOR_T0, c]
+                            ev[b, k, E_INDEX] = I[I_SECTOR, c]
+                        I[I_SECTOR, c] += 1
+                        F[F_SECTOR_T0, c] = tc
+                        sec = I[I_SECTOR, c]
+                        F[F_NEXT_SECTOR, c] = F[F_NEXT_LINE, c] - length + pk_sec[t_idx, sec + 1] if sec + 1 < nsec else F[F_NEXT_LINE, c]
+
+                # ---- track limits: centre beyond an edge; corner cut if on the inside of a bend
+                off_side = 0
+                if d > wl:
+                    off_side = 1
+                elif d < -wr:
+                    off_side = -1
+                if off_side != 0:
+                    F[F_OFF_TIME, c] += dt
+                    cut = (off_side > 0 and kap > cfg[dy.C_CUT_KAPPA]) or (off_side < 0 and kap < -cfg[dy.C_CUT_KAPPA])
+                    if I[I_OFF, c] == 0:
+                        k = _add_event(ev, evn, b, max_ev, EV_OFF_TRACK, c, -1.0, t_now)
+                        if k >= 0:
+                            ev[b, k, E_X] = F[F_X, c]
+                            ev[b, k, E_Y] = F[F_Y, c]
+                            ev[b, k, E_SA] = s_new
+                            ev[b, k, E_DA] = d
+                            ev[b, k, E_INDEX] = off_side
+                        I[I_OFF, c] = 1
+                    if cut and I[I_OFF, c] == 1:
+                        k = _add_event(ev, evn, b, max_ev, EV_CORNER_CUT, c, -1.0, t_now)
+                        if k >= 0:
+                            ev[b, k, E_X] = F[F_X, c]
+                            ev[b, k, E_Y] = F[F_Y, c]
+                            ev[b, k, E_SA] = s_new
+                            ev[b, k, E_DA] = d
+                            ev[b, k, E_INDEX] = off_side
+                        I[I_OFF, c] = 2
+                    I[I_LAP_VALID, c] = 0
+                else:
+                    I[I_OFF, c] = 0
+
+                # ---- walls (half-planes in the local track frame), impulse at the deepest corner
+                wall_l = pk_wall_l[off + seg] * (1.0 - u) + pk_wall_l[off + j] * u
+                wall_r = pk_wall_r[off + seg] * (1.0 - u) + pk_wall_r[off + j] * u
+                # (skipped when even the farthest corner cannot reach a wall: the common case)
+                if abs(d) + half_diag[c - c0] >= min(wall_l, wall_r):
+                    _walls(F, I, P, c, b, th, d, wall_l, wall_r, s_new, cfg, ev, evn, max_ev, t_now, dt)
+                # lateral velocity relative to the track: v . n_track
+                rel = F[F_YAW, c] - th
+                srel = math.sin(rel)
+                srel_of[c - c0] = srel
+                F[F_DDOT, c] = F[F_VX, c] * srel + F[F_VY, c] * math.cos(rel)
+
+            # ---- car-to-car contact
+            if n_cars > 1:
+                for a in range(c0, c1):
+                    if I[I_ACTIVE, a] == 0:
                         continue
-                    ddx = F[F_X, o] - F[F_X, a]
-                    ddy = F[F_Y, o] - F[F_Y, a]
-                    reach = 0.5 * (P[a, P_LEN] + P[a, P_WID] + P[o, P_LEN] + P[o, P_WID])
-                    if ddx * ddx + ddy * ddy > reach * reach:
-                        continue
-                    depth, nx, ny, px, py = dy.obb_overlap(
-                        F[F_X, a], F[F_Y, a], F[F_YAW, a], P[a, P_LEN], P[a, P_WID],
-                        F[F_X, o], F[F_Y, o], F[F_YAW, o], P[o, P_LEN], P[o, P_WID])
-                    if depth <= 0.0:
-                        continue
-                    ma = P[a, P_M]
-                    mo = P[o, P_M]
-                    # separate (mass-weighted: the centre of mass does not move)
-                    F[F_X, a] -= nx * depth * mo / (ma + mo)
-                    F[F_Y, a] -= ny * depth * mo / (ma + mo)
-                    F[F_X, o] += nx * depth * ma / (ma + mo)
-                    F[F_Y, o] += ny * depth * ma / (ma + mo)
-                    dda = F[F_DDOT, a]
-                    ddo = F[F_DDOT, o]
-                    closing = dy.apply_impulse_pair(F, a, o, ma, mo, P[a, P_IZ], P[o, P_IZ], px, py, nx, ny,
-                                                    cfg[dy.C_CAR_E], cfg[dy.C_CAR_MU])
-                    I[I_CAR_CONTACT, a] = 1
-                    I[I_CAR_CONTACT, o] = 1
-                    k = _add_event(ev, evn, b, max_ev, EV_CAR, a, o, t_now)
-                    if k >= 0:
-                        if ev[b, k, E_AUX] == 0.0:
-                            ev[b, k, E_X] = px
-                            ev[b, k, E_Y] = py
-                            ev[b, k, E_NX] = nx
-                            ev[b, k, E_NY] = ny
-                            ev[b, k, E_SA] = F[F_S, a]
-                            ev[b, k, E_SB] = F[F_S, o]
-                            ev[b, k, E_DA] = F[F_D, a]
-                            ev[b, k, E_DB] = F[F_D, o]
-                            ev[b, k, E_DDOTA] = dda
-                            ev[b, k, E_DDOTB] = ddo
-                        if closing > ev[b, k, E_VALUE]:
-                            ev[b, k, E_VALUE] = closing
-                        ev[b, k, E_AUX] += dt
-                        vr2 = (F[F_VX, a] - F[F_VX, o]) ** 2
-                        ev[b, k, E_SPEED2T] += vr2 * dt
-        race_time[b] = t_now + dt
+                    for o in range(a + 1, c1):
+                        if I[I_ACTIVE, o] == 0:
+                            continue
+                        ddx = F[F_X, o] - F[F_X, a]
+                        ddy = F[F_Y, o] - F[F_Y, a]
+                        reach = 0.5 * (P[a, P_LEN] + P[a, P_WID] + P[o, P_LEN] + P[o, P_WID])
+                        if ddx * ddx + ddy * ddy > reach * reach:
+                            continue
+                        depth, nx, ny, px, py = dy.obb_overlap(
+                            F[F_X, a], F[F_Y, a], F[F_YAW, a], P[a, P_LEN], P[a, P_WID],
+                            F[F_X, o], F[F_Y, o], F[F_YAW, o], P[o, P_LEN], P[o, P_WID])
+                        if depth <= 0.0:
+                            continue
+                        ma = P[a, P_M]
+                        mo = P[o, P_M]
+                        # separate (mass-weighted: the centre of mass does not move)
+                        F[F_X, a] -= nx * depth * mo / (ma + mo)
+                        F[F_Y, a] -= ny * depth * mo / (ma + mo)
+                        F[F_X, o] += nx * depth * ma / (ma + mo)
+                        F[F_Y, o] += ny * depth * ma / (ma + mo)
+                        dda = F[F_DDOT, a]
+                        ddo = F[F_DDOT, o]
+                        closing = dy.apply_impulse_pair(F, a, o, ma, mo, P[a, P_IZ], P[o, P_IZ], px, py, nx, ny,
+                                                        cfg[dy.C_CAR_E], cfg[dy.C_CAR_MU])
+                        I[I_CAR_CONTACT, a] = 1
+                        I[I_CAR_CONTACT, o] = 1
+                        k = _add_event(ev, evn, b, max_ev, EV_CAR, a, o, t_now)
+                        if k >= 0:
+                            if ev[b, k, E_AUX] == 0.0:
+                                ev[b, k, E_X] = px
+                                ev[b, k, E_Y] = py
+                                ev[b, k, E_NX] = nx
+                                ev[b, k, E_NY] = ny
+                                ev[b, k, E_SA] = F[F_S, a]
+                                ev[b, k, E_SB] = F[F_S, o]
+                                ev[b, k, E_DA] = F[F_D, a]
+                                ev[b, k, E_DB] = F[F_D, o]
+                                ev[b, k, E_DDOTA] = dda
+                                ev[b, k, E_DDOTB] = ddo
+                            if closing > ev[b, k, E_VALUE]:
+                                ev[b, k, E_VALUE] = closing
+                            ev[b, k, E_AUX] += dt
+                            vr2 = (F[F_VX, a] - F[F_VX, o]) ** 2
+                            ev[b, k, E_SPEED2T] += vr2 * dt
+            race_time[b] = t_now + dt
 
 
 @nb.njit(cache=True, nogil=True)
@@ -534,26 +556,38 @@ def _sample_rows(samples):
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
-def step_all(F, I, U, P, race_track, race_time, pk_samples, pk_off, pk_n, pk_ds, pk_sec, pk_nsec, cfg, n_cars, n_sub,
-             dt, ev, evn, max_ev):
+def step_all(u, F, I, U, P, race_track, race_time, pk_samples, pk_off, pk_n, pk_ds, pk_sec, pk_nsec, cfg, n_cars,
+             n_sub, dt, ev, evn, max_ev):
     """Advance every race by one control step (``n_sub`` physics steps of ``dt``), races in
-    parallel threads. ``pk_*``: the :class:`TrackPack` arrays."""
+    parallel threads. ``u``: the controls (clipped into ``U``); ``pk_*``: the
+    :class:`TrackPack` arrays. Returns the number of events, or ``-1 - c`` (nothing moved)
+    when car ``c`` is the first with a non-finite control."""
+    bad = _prepare_controls(u, U)
+    if bad >= 0:
+        return -1 - bad
     pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_wall_l, pk_wall_r = _sample_rows(pk_samples)
     n_races = race_track.shape[0]
-    for b in nb.prange(n_races):
-        _race_step(b, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off,
-                   pk_n, pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev)
+    # races in chunks of about 8 cars: races are independent, so chunking never changes
+    # results, and each call of the race kernel has a fixed cost (reference counting)
+    per_chunk = max(1, 8 // n_cars)
+    n_chunks = (n_races + per_chunk - 1) // per_chunk
+    for k in nb.prange(n_chunks):
+        _race_steps(k * n_races // n_chunks, (k + 1) * n_races // n_chunks, F, I, U, P, race_track, race_time,
+                    pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off, pk_n, pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec,
+                    cfg, n_cars, n_sub, dt, ev, evn, max_ev)
     return evn.sum()
 
 
 @nb.njit(cache=True, nogil=True)
-def step_all_serial(F, I, U, P, race_track, race_time, pk_samples, pk_off, pk_n, pk_ds, pk_sec, pk_nsec, cfg, n_cars,
-                    n_sub, dt, ev, evn, max_ev):
+def step_all_serial(u, F, I, U, P, race_track, race_time, pk_samples, pk_off, pk_n, pk_ds, pk_sec, pk_nsec, cfg,
+                    n_cars, n_sub, dt, ev, evn, max_ev):
     """:func:`step_all` in the calling thread (small batches: no thread hand-off)."""
+    bad = _prepare_controls(u, U)
+    if bad >= 0:
+        return -1 - bad
     pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_wall_l, pk_wall_r = _sample_rows(pk_samples)
-    for b in range(race_track.shape[0]):
-        _race_step(b, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off,
-                   pk_n, pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev)
+    _race_steps(0, race_track.shape[0], F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr,
+                pk_off, pk_n, pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev)
     return evn.sum()
 
 
@@ -790,15 +824,17 @@ class RaceSim:
                 ``[steer, throttle_brake]`` in [-1, 1] (clipped). NaN or inf raises
                 :class:`NonFiniteControlsError` (a ValueError).
         """
-        u = np.asarray(controls, dtype=np.float64).reshape(self.num_cars, 2)
-        bad = _prepare_controls(u, self._U)
-        if bad >= 0:
-            raise NonFiniteControlsError(bad, u[bad].tolist())
+        # C-contiguous float64, so that the kernel has a single compiled signature
+        u = np.ascontiguousarray(controls, dtype=np.float64).reshape(self.num_cars, 2)
         kernel = step_all if self.parallel else step_all_serial
-        n_events = kernel(self.F, self.I, self._U, self.P, self.race_track, self.race_time, *self._pack_args,
+        # the kernel clips the controls first and steps nothing if one is not finite
+        n_events = kernel(u, self.F, self.I, self._U, self.P, self.race_track, self.race_time, *self._pack_args,
                           self._cfg, self.cars_per_race, self._substeps, self._dt, self._ev, self._evn, self._max_ev)
         if n_events == 0:  # the common case: nothing happened
             return self._no_events
+        if n_events < 0:
+            bad = -1 - n_events
+            raise NonFiniteControlsError(bad, u[bad].tolist())
         return self._collect_events()
 
     def _collect_events(self) -> StepEvents:
