@@ -107,7 +107,7 @@ CAP_GAIN_PER_MPS = 0.3  # throttle_brake allowed per m/s below the cap
 CAP_MAX_BRAKE = 0.5  # the cap brakes at most this hard (the policy may brake harder)
 
 
-def skill_settings(skill: float, control_hz: float = 10.0) -> SkillSettings:
+def skill_settings(skill: float) -> SkillSettings:
     """The settings of one skill level in [0, 1] (a :class:`ConfigError` outside it)."""
     if isinstance(skill, bool) or not isinstance(skill, (int, float, np.integer, np.floating)):
         raise ConfigError(f"skill must be a number in [0, 1], got {skill!r}")
@@ -343,7 +343,7 @@ class Driver:
             if k >= 1.0:
                 self._memory.pop(key, None)
                 continue
-            st = skill_settings(k, self.control_hz)
+            st = skill_settings(k)
             mem = self._memory.get(key)
             if mem is None:
                 mem = self._memory[key] = _CarMemory(out[row], _car_rng(self.seed, key))
