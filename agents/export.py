@@ -55,8 +55,9 @@ def _sha256(path: Path) -> str:
 def load_record(spec: str) -> tuple[dict, Path]:
     """The driver record (see :mod:`agents.policy`) and the file it came from, for a driver
     spec naming a trained policy."""
-    from agents.checkpoint import load_state, resolve_driver_file
+    from agents.checkpoint import resolve_driver_file
     from agents.drivers import BUILTIN_DRIVER
+    from agents.policy import load_record as policy_record
 
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError("--driver is required: builtin, a training run directory, a checkpoint or a driver.pt")
@@ -69,12 +70,7 @@ def load_record(spec: str) -> tuple[dict, Path]:
                           f"a checkpoint or a driver.pt")
     else:
         path = resolve_driver_file(spec)
-    state = load_state(path)
-    record = state["driver"] if state["format"] == "racing-checkpoint" else state
-    missing = [k for k in ("algorithm", "net_arch", "activation", "obs_dim", "observation", "actor") if k not in record]
-    if missing:
-        raise ConfigError(f"{path}: driver record lacks {', '.join(missing)}")
-    return record, Path(path)
+    return policy_record(path), Path(path)
 
 
 def deterministic_actor(record: dict):

@@ -136,14 +136,20 @@ class PolicyDriver:
         return self.runner.act(obs, deterministic=True).astype(np.float64)
 
 
-def load_driver(spec) -> PolicyDriver:
-    """A :class:`PolicyDriver` from a checkpoint file, a driver file or a run directory."""
-    from agents.checkpoint import load_state, resolve_driver_file
+def load_record(path) -> dict:
+    """The ``driver`` record of a checkpoint or driver file (checked for the keys a driver needs)."""
+    from agents.checkpoint import load_state
 
-    path = resolve_driver_file(spec)
     state = load_state(path)
     record = state["driver"] if state["format"] == "racing-checkpoint" else state
     missing = [k for k in ("algorithm", "net_arch", "activation", "obs_dim", "observation", "actor") if k not in record]
     if missing:
         raise ConfigError(f"{path}: driver record lacks {', '.join(missing)}")
-    return PolicyDriver(record, name=str(Path(spec)))
+    return record
+
+
+def load_driver(spec) -> PolicyDriver:
+    """A :class:`PolicyDriver` from a checkpoint file, a driver file or a run directory."""
+    from agents.checkpoint import resolve_driver_file
+
+    return PolicyDriver(load_record(resolve_driver_file(spec)), name=str(Path(spec)))
