@@ -26,13 +26,7 @@ def tiny(**over) -> TrainConfig:
         "checkpoint": {"every_steps": 128, "keep_last": 2},
         "evaluation": {"every_steps": 0},
     }
-    for k, v in over.items():
-        section, _, key = k.partition("__")
-        if key:
-            data.setdefault(section, {})[key] = v
-        else:
-            data[section] = v
-    return from_dict(TrainConfig, data)
+    return from_dict(TrainConfig, data).with_overrides(**{k.replace("__", "."): v for k, v in over.items()})
 
 
 def make_worker(cfg, seed=0, weights=None):
