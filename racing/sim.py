@@ -194,6 +194,19 @@ def _add_event(ev, evn, b, max_ev, typ, a, other, t):
 
 
 @nb.njit(cache=True, nogil=True)
+def _track_limit_event(ev, evn, b, max_ev, typ, c, t, x, y, s, d, side):
+    """Record an off-track or corner-cut event of car ``c`` at ``(x, y)``, track position
+    ``(s, d)``, on ``side`` (1 left, -1 right)."""
+    k = _add_event(ev, evn, b, max_ev, typ, c, -1.0, t)
+    if k >= 0:
+        ev[b, k, E_X] = x
+        ev[b, k, E_Y] = y
+        ev[b, k, E_SA] = s
+        ev[b, k, E_DA] = d
+        ev[b, k, E_INDEX] = side
+
+
+@nb.njit(cache=True, nogil=True)
 def _race_steps(b0, b1, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_k, pk_wl, pk_wr, pk_off,
                 pk_n, pk_ds, pk_wall_l, pk_wall_r, pk_sec, pk_nsec, cfg, n_cars, n_sub, dt, ev, evn, max_ev):
     """Advance races ``b0 .. b1 - 1`` by one control step. One call steps many races: each
@@ -352,22 +365,12 @@ def _race_steps(b0, b1, F, I, U, P, race_track, race_time, pk_x, pk_y, pk_h, pk_
                     F[F_OFF_TIME, c] += dt
                     cut = (off_side > 0 and kap > cfg[dy.C_CUT_KAPPA]) or (off_side < 0 and kap < -cfg[dy.C_CUT_KAPPA])
                     if I[I_OFF, c] == 0:
-                        k = _add_event(ev, evn, b, max_ev, EV_OFF_TRACK, c, -1.0, t_now)
-                        if k >= 0:
-                            ev[b, k, E_X] = F[F_X, c]
-                            ev[b, k, E_Y] = F[F_Y, c]
-                            ev[b, k, E_SA] = s_new
-                            ev[b, k, E_DA] = d
-                            ev[b, k, E_INDEX] = off_side
+                        _track_limit_event(ev, evn, b, max_ev, EV_OFF_TRACK, c, t_now, F[F_X, c], F[F_Y, c], s_new,
+                                           d, off_side)
                         I[I_OFF, c] = 1
                     if cut and I[I_OFF, c] == 1:
-                        k = _add_event(ev, evn, b, max_ev, EV_CORNER_CUT, c, -1.0, t_now)
-                        if k >= 0:
-                            ev[b, k, E_X] = F[F_X, c]
-                            ev[b, k, E_Y] = F[F_Y, c]
-                            ev[b, k, E_SA] = s_new
-                            ev[b, k, E_DA] = d
-                            ev[b, k, E_INDEX] = off_side
+                        _track_limit_event(ev, evn, b, max_ev, EV_CORNER_CUT, c, t_now, F[F_X, c], F[F_Y, c], s_new,
+                                           d, off_side)
                         I[I_OFF, c] = 2
                     I[I_LAP_VALID, c] = 0
                 else:
